@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up vmpack on a fresh Debian 12 machine (as root, or with sudo): system packages,
+# a virtual environment in .venv, and vmpack with its test tools installed into it.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_apt=()
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv python3-pip)
+command -v gcc >/dev/null || need_apt+=(gcc python3-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/vmpack --help >/dev/null
+echo "vmpack is installed in .venv (run .venv/bin/vmpack)"

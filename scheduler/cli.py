@@ -1,0 +1,181 @@
+"""``vmpack``: plan, check and explain placements from scenario files.
+
+Exit status: 0 done; 1 the goal was not fully reached (VMs left without a host, unresolved
+moves) or a plan failed its check; 2 bad input (one line on stderr naming file, line, field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from scheduler.check import check_plan
+from scheduler.engine import Outcome, decide_plan, plan_from_json, plan_to_json
+from scheduler.explain import why_not_placed
+from scheduler.model import Goal
+from scheduler.report import print_outcome, progress_display
+from scheduler.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from scheduler.solver.search import SearchOptions, for_goal
+from scheduler.solver.solve import SolverSettings
+
+DEFAULT_SCENARIO = "default_scenario.yaml"
+
+
+class InputError(Exception):
+    """Bad input found outside the scenario file (arguments, plan files)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (ScenarioError, InputError) as exc:
+        print(f"vmpack: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vmpack", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    plan = sub.add_parser("plan", help="decide a target placement and the migrations to reach it")
+    plan.add_argument("scenario", nargs="?", help="scenario YAML (default: a bundled example)")
+    plan.add_argument(
+        "--goal", choices=[g.value for g in Goal], help="default: the scenario's, else consolidate"
+    )
+    plan.add_argument("--hosts", default="", help="hosts to empty, comma separated (goal evacuate)")
+    _solver_arguments(plan)
+    plan.add_argument("--out", type=Path, help="write the plan as JSON to this file")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
+    plan.set_defaults(run=_run_plan)
+
+    check = sub.add_parser("check", help="replay a plan wave by wave and report every violation")
+    check.add_argument("scenario")
+    check.add_argument("plan", type=Path)
+    check.set_defaults(run=_run_check)
+
+    explain = sub.add_parser("explain", help="say why VMs cannot be placed")
+    explain.add_argument("scenario")
+    explain.add_argument("--goal", choices=[g.value for g in Goal])
+    explain.add_argument("--hosts", default="", help="hosts to empty (goal evacuate)")
+    explain.add_argument("--vm", help="explain this VM even if it has a host")
+    _solver_arguments(explain)
+    explain.set_defaults(run=_run_explain)
+    return parser
+
+
+def _solver_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--time-limit", type=float, default=30.0, metavar="SECONDS")
+    parser.add_argument("--workers", type=int, default=0, help="solver threads (default: cores)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _load(path: str | None) -> tuple[Scenario, str]:
+    if path is None:
+        text = resources.files("scheduler").joinpath(DEFAULT_SCENARIO).read_text(encoding="utf-8")
+        return parse_scenario(text, f"<bundled {DEFAULT_SCENARIO}>"), DEFAULT_SCENARIO
+    return load_scenario(path), path
+
+
+def _goal_and_hosts(args: argparse.Namespace, scenario: Scenario) -> tuple[Goal, tuple[str, ...]]:
+    goal = Goal(args.goal) if args.goal else (scenario.goal or Goal.CONSOLIDATE)
+    hosts = tuple(h for h in args.hosts.split(",") if h) or scenario.evacuate_hosts
+    known = scenario.cluster.host_by_name
+    for host in hosts:
+        if host not in known:
+            raise InputError(f"--hosts: unknown host '{host}'")
+    if goal is Goal.EVACUATE and not hosts:
+        raise InputError("--hosts: the evacuate goal needs the hosts to empty")
+    if hosts and goal is not Goal.EVACUATE:
+        raise InputError(f"--hosts: only the evacuate goal takes hosts, not {goal.value}")
+    return goal, hosts
+
+
+def _options(args: argparse.Namespace, show_progress: bool) -> SearchOptions:
+    if args.time_limit <= 0:
+        raise InputError(f"--time-limit: must be positive, got {args.time_limit}")
+    settings = SolverSettings(args.time_limit, args.workers, args.seed)
+    return SearchOptions(settings, progress=progress_display() if show_progress else None)
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    scenario, _ = _load(args.scenario)
+    goal, hosts = _goal_and_hosts(args, scenario)
+    quiet = args.json or not sys.stderr.isatty()
+    options = _options(args, show_progress=not quiet)
+    outcome = decide_plan(scenario.cluster, goal, hosts, options)
+    if options.progress is not None:
+        options.progress("", -1.0)  # closes the display
+    document = plan_to_json(outcome) | {"evacuate": list(hosts)}
+    if args.out:
+        args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print_outcome(outcome, _explanations(outcome), args.out)
+    reached = not outcome.left_behind and not outcome.plan.unresolved
+    return 0 if reached else 1
+
+
+def _explanations(outcome: Outcome) -> list[str]:
+    return [
+        why_not_placed(outcome.cluster, outcome.decision.placement, vm)
+        for vm in outcome.left_behind
+    ]
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    scenario, _ = _load(args.scenario)
+    data = _read_plan(args.plan)
+    try:
+        plan = plan_from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{args.plan}: migrations: malformed entry ({exc})") from None
+    hosts = tuple(data.get("evacuate", ()))
+    cluster = for_goal(scenario.cluster, plan.goal, hosts)
+    problems = check_plan(cluster, plan)
+    for problem in problems:
+        print(problem)
+    verdict = "FAIL" if problems else "OK"
+    print(
+        f"{verdict}: {len(plan.waves)} waves, {len(plan.moves)} moves, {len(problems)} violations"
+    )
+    return 1 if problems else 0
+
+
+def _read_plan(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}:1: a plan is a JSON object")
+    return data
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    scenario, _ = _load(args.scenario)
+    goal, hosts = _goal_and_hosts(args, scenario)
+    outcome = decide_plan(scenario.cluster, goal, hosts, _options(args, show_progress=False))
+    wanted = list(outcome.left_behind)
+    if args.vm:
+        if args.vm not in scenario.cluster.vm_by_name:
+            raise InputError(f"--vm: unknown VM '{args.vm}'")
+        wanted = [args.vm]
+    if not wanted:
+        print(f"{goal.value}: every VM has a host ({outcome.decision.status.value})")
+        return 0
+    for vm in wanted:
+        print(why_not_placed(outcome.cluster, outcome.decision.placement, vm))
+    return 1 if outcome.left_behind else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

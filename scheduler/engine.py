@@ -1,0 +1,117 @@
+"""The pure decision core: ``decide_plan(snapshot, goal) -> Outcome``.
+
+It reads no clock but the solver's time limit, touches no network and no libvirt, so the
+same code serves a scenario file, a live cluster and a what-if sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scheduler.check import stranded
+from scheduler.evaluate import Indicators, broken_soft_rules, indicators
+from scheduler.model import Cluster, Goal
+from scheduler.plan import Plan, build_plan, starting_placement
+from scheduler.solver.bounds import moves_lower_bound
+from scheduler.solver.search import Decision, SearchOptions, decide
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Decision
+    plan: Plan
+    before: Indicators
+    after: Indicators
+    soft_rules_broken: list[str]
+    left_behind: list[str]  # VMs with no host, or still on a host they had to leave
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.decision.cluster
+
+    def summary(self) -> dict[str, Any]:
+        d, after = self.decision, self.after
+        lower = d.hosts_lower_bound
+        plan = self.plan
+        migrations = [m for m in plan.moves if m.kind == "migrate"]
+        return {
+            "active_hosts_before": self.before.active_hosts,
+            "active_hosts_after": after.active_hosts,
+            "lower_bound": lower,
+            "gap": (after.active_hosts - lower) / lower if lower else 0.0,
+            "moves": after.moves,
+            "moves_lower_bound": moves_lower_bound(self.cluster, after.active_hosts),
+            "parking_moves": sum(1 for m in migrations if m.parking),
+            "placements": after.placements,
+            "memory_moved_mib": sum(self.cluster.vm_by_name[m.vm].memory_mib for m in migrations),
+            "steps": len(plan.waves),
+            "solve_seconds": round(d.seconds, 3),
+            "status": d.status.value if not plan.unresolved else "incomplete",
+            "method": d.method,
+            "unplaced_or_stranded": self.left_behind,
+            "unresolved_moves": [m.vm for m in plan.unresolved],
+            "soft_rules_broken": self.soft_rules_broken,
+        }
+
+
+def decide_plan(
+    cluster: Cluster,
+    goal: Goal,
+    evacuate: Collection[str] = (),
+    options: SearchOptions | None = None,
+) -> Outcome:
+    decision = decide(cluster, goal, evacuate, options)
+    snapshot = decision.cluster
+    plan = build_plan(snapshot, goal, decision.placement, cluster.name)
+    return Outcome(
+        decision=decision,
+        plan=plan,
+        before=indicators(snapshot, starting_placement(snapshot)),
+        after=indicators(snapshot, decision.placement),
+        soft_rules_broken=broken_soft_rules(snapshot, decision.placement),
+        left_behind=stranded(snapshot, decision.placement),
+    )
+
+
+def plan_to_json(outcome: Outcome) -> dict[str, Any]:
+    plan = outcome.plan
+    steps: list[dict[str, Any]] = []
+    for number, wave in enumerate(plan.waves, start=1):
+        for move in wave:
+            entry: dict[str, Any] = {
+                "step": number,
+                "vm": move.vm,
+                "from": move.source,
+                "to": move.target,
+            }
+            if move.kind != "migrate":
+                entry["kind"] = move.kind
+            if move.parking:
+                entry["parking"] = True
+            steps.append(entry)
+    return {
+        "scenario": plan.scenario,
+        "goal": plan.goal.value,
+        "placement": dict(sorted(plan.placement.items())),
+        "migrations": [s for s in steps if "kind" not in s],
+        "placements": [s for s in steps if "kind" in s],
+        "summary": outcome.summary(),
+    }
+
+
+def plan_from_json(data: Mapping[str, Any]) -> Plan:
+    """Read a plan written by ``plan_to_json`` (for ``vmpack check``)."""
+    from scheduler.plan import Move
+
+    by_step: dict[int, list[Move]] = {}
+    for entry in [*data.get("migrations", []), *data.get("placements", [])]:
+        move = Move(
+            str(entry["vm"]), entry.get("from"), str(entry["to"]),
+            entry.get("kind", "migrate"), bool(entry.get("parking", False)),
+        )  # fmt: skip
+        by_step.setdefault(int(entry["step"]), []).append(move)
+    waves = tuple(tuple(by_step[s]) for s in sorted(by_step))
+    return Plan(str(data.get("scenario", "")), Goal(data.get("goal", "consolidate")),
+                dict(data.get("placement", {})), waves)  # fmt: skip

@@ -1,0 +1,82 @@
+"""What the terminal shows: a progress display while solving and a readable summary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scheduler.engine import Outcome
+from scheduler.units import format_mib
+
+MAX_WAVES_SHOWN = 5
+
+
+def progress_display() -> Callable[[str, float], None]:
+    """A callback for the search: (text, fraction of time used); a negative fraction ends it."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    )  # fmt: skip
+    task = progress.add_task("starting", total=1.0)
+    progress.start()
+
+    def update(text: str, fraction: float) -> None:
+        if fraction < 0:
+            progress.stop()
+            return
+        progress.update(task, description=text[:70], completed=fraction)
+
+    return update
+
+
+def print_outcome(outcome: Outcome, explanations: list[str], written_to: Path | None) -> None:
+    console = Console()
+    s = outcome.summary()
+    title = f"{outcome.plan.scenario}: {outcome.plan.goal.value} ({s['status']}, {s['method']})"
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    table.add_row("active hosts", str(s["active_hosts_before"]), str(s["active_hosts_after"]))
+    for resource in outcome.cluster.resources:
+        before = outcome.before.utilisation.get(resource)
+        after = outcome.after.utilisation.get(resource)
+        if before or after:
+            table.add_row(f"{resource} used (mean / max)", _util(before), _util(after))
+    console.print(table)
+    gap = f"{100 * s['gap']:.1f} %"
+    console.print(
+        f"lower bound on hosts: [bold]{s['lower_bound']}[/] (gap {gap})   "
+        f"moves: [bold]{s['moves']}[/] (at least {s['moves_lower_bound']} for this host count"
+        f"{', ' + str(s['parking_moves']) + ' parking' if s['parking_moves'] else ''})   "
+        f"memory moved: {format_mib(s['memory_moved_mib'])}   "
+        f"placements: {s['placements']}   waves: {s['steps']}   time: {s['solve_seconds']:.1f} s"
+    )
+    for wave_number, wave in enumerate(outcome.plan.waves[:MAX_WAVES_SHOWN], start=1):
+        shown = ", ".join(f"{m.vm} {m.source or '-'}→{m.target}" for m in wave[:6])
+        more = f" (+{len(wave) - 6})" if len(wave) > 6 else ""
+        console.print(f"  wave {wave_number}: {shown}{more}", highlight=False)
+    if len(outcome.plan.waves) > MAX_WAVES_SHOWN:
+        console.print(f"  ... {len(outcome.plan.waves) - MAX_WAVES_SHOWN} more waves")
+    for text in s["soft_rules_broken"]:
+        console.print(f"[yellow]soft rule broken:[/] {text}", highlight=False)
+    for text in explanations:
+        console.print(f"[red]not placed:[/] {text}", highlight=False)
+    if s["unresolved_moves"]:
+        console.print(f"[red]no safe order found for:[/] {', '.join(s['unresolved_moves'])}")
+    if written_to:
+        console.print(f"plan written to {written_to}")
+
+
+def _util(values: tuple[float, float, float] | None) -> str:
+    if not values:
+        return "-"
+    _, mean, high = values
+    return f"{100 * mean:.0f} % / {100 * high:.0f} %"
+
+
+__all__ = ["format_mib", "print_outcome", "progress_display"]

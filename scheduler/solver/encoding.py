@@ -1,0 +1,178 @@
+"""Variables and hard constraints of the placement model.
+
+The same encoding serves the whole cluster and the neighbourhoods of the large-neighbourhood
+search: a ``Scope`` says which VMs may be placed (``free``), on which hosts, and where every
+other VM stays. Built in the order of the OR-Tools samples: variables, then constraints; the
+objective is added by ``objective.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from scheduler.model import Cluster, Host, HostState, host_loads
+from scheduler.rules import Penalty, Rule
+
+# What the rules add up: a 0/1 variable, a sum of them, or a constant for a VM held in place.
+Expr = cp_model.LinearExpr | cp_model.IntVar | int
+
+
+@dataclass
+class Scope:
+    free: list[str]
+    hosts: list[str]
+    candidates: Mapping[str, list[str]]  # free VM -> hosts of the scope it may take
+    incumbent: Mapping[str, str | None]  # where every VM is in the current solution
+    may_be_unplaced: frozenset[str] = frozenset()  # pending VMs: unplaced is allowed, at a cost
+    fallback_host: Mapping[str, str] = field(default_factory=dict)  # stuck-on-source option
+
+    def is_free(self, vm: str) -> bool:
+        return vm in self._free_set
+
+    def __post_init__(self) -> None:
+        self._free_set = frozenset(self.free)
+
+
+class Encoding:
+    """The CP-SAT model of one scope, with helpers the rules use to post their constraints."""
+
+    def __init__(self, cluster: Cluster, scope: Scope) -> None:
+        self.cluster, self.scope = cluster, scope
+        self.model = cp_model.CpModel()
+        self.x: dict[tuple[str, str], cp_model.IntVar] = {}
+        self.x_by_host: dict[str, list[tuple[str, cp_model.IntVar]]] = {h: [] for h in scope.hosts}
+        self.unplaced: dict[str, cp_model.IntVar] = {}
+        self.stuck: dict[str, cp_model.IntVar] = {}
+        self.active: dict[str, cp_model.IntVar | int] = {}
+        self.penalties: list[Penalty] = []
+        self.fixed_on: dict[str, set[str]] = {}
+        for vm, host in scope.incumbent.items():
+            if host is not None and not scope.is_free(vm):
+                self.fixed_on.setdefault(host, set()).add(vm)
+        self._add_assignment()
+        self._add_capacity()
+        self._add_rules(r for r in cluster.rules if isinstance(r, Rule))
+        self._add_move_budget()
+
+    # -- helpers for rules -------------------------------------------------------------------
+
+    def placed_on(self, vm: str, host: str) -> Expr:
+        if self.scope.is_free(vm):
+            return self.x.get((vm, host), 0)
+        return 1 if self.scope.incumbent.get(vm) == host else 0
+
+    def count_on(self, vms: Collection[str], host: str) -> Expr:
+        members = vms if isinstance(vms, set | frozenset) else set(vms)
+        free_here = [var for vm, var in self.x_by_host.get(host, ()) if vm in members]
+        fixed_here = len(self.fixed_on.get(host, set()) & members)
+        return cp_model.LinearExpr.sum(free_here) + fixed_here if free_here else fixed_here
+
+    def hosts_touching(self, vms: Iterable[str]) -> list[str]:
+        """Hosts of the scope where at least one of ``vms`` has a decision to make."""
+        wanted = set(vms)
+        return [h for h in self.scope.hosts if any(vm in wanted for vm, _ in self.x_by_host[h])]
+
+    # -- constraints -------------------------------------------------------------------------
+
+    def _add_assignment(self) -> None:
+        for vm in self.scope.free:
+            options = []
+            for host in self.scope.candidates[vm]:
+                var = self.model.new_bool_var(f"x[{vm},{host}]")
+                self.x[vm, host] = var
+                self.x_by_host[host].append((vm, var))
+                options.append(var)
+            fallback = self.scope.fallback_host.get(vm)
+            if fallback is not None and (vm, fallback) not in self.x:
+                var = self.model.new_bool_var(f"stuck[{vm},{fallback}]")
+                self.x[vm, fallback] = var
+                self.x_by_host.setdefault(fallback, []).append((vm, var))
+                self.stuck[vm] = var
+                options.append(var)
+            if vm in self.scope.may_be_unplaced:
+                self.unplaced[vm] = self.model.new_bool_var(f"unplaced[{vm}]")
+                options.append(self.unplaced[vm])
+            self.model.add_exactly_one(options)
+
+    def _add_capacity(self) -> None:
+        fixed_load = host_loads(
+            self.cluster,
+            {vm: h for vm, h in self.scope.incumbent.items() if not self.scope.is_free(vm)},
+        )
+        vms = self.cluster.vm_by_name
+        for host_name, pairs in self.x_by_host.items():
+            host = self.cluster.host_by_name[host_name]
+            load = fixed_load[host_name]
+            if load or not pairs:
+                self.active[host_name] = 1 if load else 0
+                active: Expr = 1
+            else:
+                var = self.model.new_bool_var(f"active[{host_name}]")
+                self.active[host_name] = active = var
+                for _, x in pairs:  # x <= active tightens the relaxation
+                    self.model.add_implication(x, var)
+            for resource in self.cluster.resources:
+                terms = [(vms[vm].demand.get(resource, 0), x) for vm, x in pairs]
+                terms = [(d, x) for d, x in terms if d]
+                if not terms:
+                    continue
+                room = host.capacity.get(resource, 0) - load.get(resource, 0)
+                if sum(d for d, _ in terms) <= room and not isinstance(active, cp_model.IntVar):
+                    continue  # cannot overflow: skip the constraint
+                self.model.add(sum(d * x for d, x in terms) <= room * active)
+
+    def _add_rules(self, rules: Iterable[Rule]) -> None:
+        for rule in rules:
+            if any(self.scope.is_free(vm) for vm in rule.vms):
+                self.penalties.extend(rule.encode(self))
+
+    def _add_move_budget(self) -> None:
+        """``limits.max_moves``: migrations inside the scope plus those already made outside."""
+        budget = self.cluster.limits.max_moves
+        if budget is None:
+            return
+        original = self.cluster.current_placement
+        hosts = self.cluster.host_by_name
+        outside = sum(
+            1
+            for vm, host in self.scope.incumbent.items()
+            if not self.scope.is_free(vm) and host != original[vm] and _running(hosts, original[vm])
+        )
+        stays = [
+            self.x.get((vm, source), 0)
+            for vm in self.scope.free
+            if (source := original[vm]) is not None and _running(hosts, source)
+        ]
+        self.model.add(len(stays) - cp_model.LinearExpr.sum(stays) <= max(0, budget - outside))
+
+    # -- reading the solution ----------------------------------------------------------------
+
+    def placement_from(self, value: object) -> dict[str, str | None]:
+        """The full placement after a solve; ``value`` is the solver's BooleanValue."""
+        placement = dict(self.scope.incumbent)
+        for (vm, host), var in self.x.items():
+            if value(var):  # type: ignore[operator]
+                placement[vm] = host
+        for vm, var in self.unplaced.items():
+            if value(var):  # type: ignore[operator]
+                placement[vm] = None
+        return placement
+
+    def add_hint(self, placement: Mapping[str, str | None]) -> None:
+        for (vm, host), var in self.x.items():
+            self.model.add_hint(var, placement.get(vm) == host)
+        for vm, var in self.unplaced.items():
+            self.model.add_hint(var, placement.get(vm) is None)
+        for host, active in self.active.items():
+            if isinstance(active, cp_model.IntVar):
+                self.model.add_hint(
+                    active, any(placement.get(vm) == host for vm, _ in self.x_by_host[host])
+                )
+
+
+def _running(hosts: Mapping[str, Host], source: str | None) -> bool:
+    """A VM whose leaving would be a live migration (not a placement or a restart)."""
+    return source is not None and hosts[source].state is not HostState.DOWN

@@ -1,0 +1,174 @@
+"""Large-neighbourhood search: improve a placement by re-solving small parts of it.
+
+Each step frees the VMs of a few hosts, solves that sub-model exactly with CP-SAT (everything
+else held where it is), and keeps the result if the whole placement scores better. Which
+hosts make a neighbourhood depends on the goal:
+
+- consolidate: one or two hosts that are cheap to empty (few VMs), plus receivers with room;
+  hosts that resisted closing are tried less often;
+- balance: the most and the least utilised hosts;
+- place / evacuate: hosts with room, around the VMs that have no host yet.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Mapping
+
+import numpy as np
+
+from scheduler.evaluate import score
+from scheduler.model import Cluster, Goal, vms_by_host
+from scheduler.rules import Affinity
+from scheduler.solver.encoding import Encoding
+from scheduler.solver.solve import SolverSettings, solve
+
+MIN_STEP_S = 0.3
+MAX_STEP_S = 3.0
+
+
+def improve(
+    cluster: Cluster,
+    goal: Goal,
+    start: Mapping[str, str | None],
+    movable: set[str],
+    deadline: float,
+    options: object,
+) -> tuple[dict[str, str | None], int]:
+    from scheduler.solver import search  # the scope helpers live beside the driver
+
+    assert isinstance(options, search.SearchOptions)
+    rng = random.Random(options.solver.seed)
+    incumbent, best = dict(start), score(cluster, goal, start)
+    resisted: Counter[str] = Counter()
+    waiting, leaving = set(search.pending(cluster)), set(search.must_leave(cluster, goal))
+    groups = _affinity_groups(cluster)
+    usable = [h.name for h in cluster.hosts if h.accepts_vms]
+    began, iterations = time.monotonic(), 0
+    while (remaining := deadline - time.monotonic()) > MIN_STEP_S:
+        if goal is Goal.CONSOLIDATE and _at_bounds(cluster, best, options):
+            break  # hosts and moves both at their lower bounds: nothing left to gain
+        iterations += 1
+        hosts, focus = _neighbourhood(
+            cluster, goal, incumbent, usable, rng, resisted, options.neighbourhood_vms
+        )
+        free = _free_vms(incumbent, hosts, movable, groups, rng, options.neighbourhood_vms)
+        if not free:
+            break
+        scope = search.make_scope(cluster, free, hosts, incumbent, waiting, leaving)
+        settings = SolverSettings(
+            min(MAX_STEP_S, remaining), options.solver.workers, options.solver.seed + iterations
+        )
+        result = solve(Encoding(cluster, scope), goal, settings, hint=incumbent)
+        candidate = result.placement
+        if candidate is not None and (new := score(cluster, goal, candidate)) < best:
+            incumbent, best = dict(candidate), new
+        else:
+            resisted.update(focus)
+        if options.progress is not None:
+            fraction = (time.monotonic() - began) / max(1e-9, deadline - began)
+            options.progress(f"improving: step {iterations}, score {best}", min(1.0, fraction))
+    return incumbent, iterations
+
+
+def _at_bounds(cluster: Cluster, best: tuple[float, ...], options: object) -> bool:
+    from scheduler.solver.bounds import active_hosts_lower_bound, moves_lower_bound
+
+    missing, hosts, soft, moves = best[0], int(best[1]), best[2], best[3]
+    return (
+        missing == 0 and soft == 0
+        and hosts <= active_hosts_lower_bound(cluster)
+        and moves <= moves_lower_bound(cluster, hosts)
+    )  # fmt: skip
+
+
+def _affinity_groups(cluster: Cluster) -> dict[str, tuple[str, ...]]:
+    groups: dict[str, tuple[str, ...]] = {}
+    for rule in cluster.rules:
+        if isinstance(rule, Affinity) and not rule.soft:
+            for vm in rule.vms:
+                groups[vm] = tuple(sorted(set(groups.get(vm, ())) | set(rule.vms)))
+    return groups
+
+
+def _free_vms(
+    incumbent: Mapping[str, str | None],
+    hosts: list[str],
+    movable: set[str],
+    groups: Mapping[str, tuple[str, ...]],
+    rng: random.Random,
+    budget: int,
+) -> list[str]:
+    inside = set(hosts)
+    free = [vm for vm, h in incumbent.items() if h in inside and vm in movable]
+    homeless = [vm for vm, h in incumbent.items() if h is None and vm in movable]
+    free += rng.sample(homeless, min(len(homeless), max(1, budget // 4)))
+    # An affinity group is free only as a whole, and only if all of it is inside.
+    chosen = set(free)
+    return [vm for vm in free if all(m in chosen for m in groups.get(vm, (vm,)))]
+
+
+def _neighbourhood(
+    cluster: Cluster,
+    goal: Goal,
+    incumbent: Mapping[str, str | None],
+    usable: list[str],
+    rng: random.Random,
+    resisted: Counter[str],
+    budget: int,
+) -> tuple[list[str], list[str]]:
+    """(hosts of the sub-model, the hosts it is meant to relieve)."""
+    residents = vms_by_host(incumbent)
+    active = [h for h in usable if residents.get(h)]
+    free_share = _free_share(cluster, incumbent, usable)
+    if goal is Goal.CONSOLIDATE and active:
+        ranked = sorted(active, key=lambda h: (resisted[h], len(residents[h]), -free_share[h]))
+        focus = rng.sample(ranked[: min(8, len(ranked))], k=min(len(ranked), rng.choice((1, 1, 2))))
+        pool = [h for h in active if h not in focus]
+        weights = [free_share[h] + 0.01 for h in pool]
+    elif goal is Goal.BALANCE and active:
+        ranked = sorted(active, key=lambda h: free_share[h])
+        k = max(1, min(len(ranked) // 4, 6))
+        focus = ranked[:k] + ranked[-k:]
+        pool = [h for h in active if h not in focus]
+        weights = [1.0] * len(pool)
+    else:
+        focus = []
+        pool = list(usable)
+        weights = [free_share[h] + 0.01 for h in pool]
+    hosts = list(dict.fromkeys(focus))
+    count = sum(len(residents.get(h, ())) for h in hosts)
+    order = _weighted_order(pool, weights, rng)
+    for host in order:
+        if count >= budget and len(hosts) >= 2:
+            break
+        hosts.append(host)
+        count += len(residents.get(host, ()))
+    return hosts, focus
+
+
+def _weighted_order(pool: list[str], weights: list[float], rng: random.Random) -> list[str]:
+    if not pool:
+        return []
+    keys = np.array([rng.random() ** (1.0 / max(w, 0.01)) for w in weights])  # weighted order
+    return [pool[i] for i in np.argsort(-keys)]
+
+
+def _free_share(
+    cluster: Cluster, incumbent: Mapping[str, str | None], usable: list[str]
+) -> dict[str, float]:
+    """Per host, the smallest free fraction over its resources (room for one more VM)."""
+    loads: dict[str, dict[str, int]] = {h: {} for h in usable}
+    for vm, host in incumbent.items():
+        if host in loads:
+            for r, d in cluster.vm_by_name[vm].demand.items():
+                loads[host][r] = loads[host].get(r, 0) + d
+    share = {}
+    for host in usable:
+        capacity = cluster.host_by_name[host].capacity
+        share[host] = min(
+            (1 - loads[host].get(r, 0) / c for r, c in capacity.items() if c > 0), default=0.0
+        )
+    return share

@@ -1,0 +1,208 @@
+"""From a snapshot and a goal to a target placement.
+
+    greedy start  ->  one CP-SAT model of the whole cluster      (small enough)
+                  ->  large-neighbourhood search of sub-models   (otherwise)
+
+The greedy start is always a valid placement, so a time limit never leaves us empty-handed;
+the solver improves it and proves how far from the best it can be.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
+
+from scheduler.evaluate import indicators, score
+from scheduler.model import Cluster, Goal, HostState
+from scheduler.rules import Rule
+from scheduler.solver import lns
+from scheduler.solver.bounds import active_hosts_lower_bound
+from scheduler.solver.encoding import Encoding, Scope
+from scheduler.solver.greedy import Packer, empty_hosts, fewest_vms_first, place_pending
+from scheduler.solver.keep_set import keep_set_start
+from scheduler.solver.solve import SolverSettings, SolveStatus, solve
+from scheduler.state import statically_allowed
+
+Progress = Callable[[str, float], None]  # (what is happening, fraction of the time used)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    solver: SolverSettings = field(default_factory=SolverSettings)
+    full_model_max_pairs: int = 30_000
+    neighbourhood_vms: int = 160
+    progress: Progress | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    goal: Goal
+    cluster: Cluster  # the snapshot decided on (evacuated hosts marked for maintenance)
+    placement: Mapping[str, str | None]
+    status: SolveStatus
+    hosts_lower_bound: int
+    seconds: float
+    method: str  # "full" or "lns"
+    iterations: int = 0
+
+
+def for_goal(cluster: Cluster, goal: Goal, evacuate: Collection[str] = ()) -> Cluster:
+    """The snapshot as the goal sees it: hosts to evacuate are put into maintenance."""
+    if not evacuate:
+        return cluster
+    hosts = [
+        replace(h, state=HostState.MAINTENANCE) if h.name in evacuate and h.accepts_vms else h
+        for h in cluster.hosts
+    ]
+    return cluster.replace_hosts(hosts)
+
+
+def decide(
+    cluster: Cluster,
+    goal: Goal,
+    evacuate: Collection[str] = (),
+    options: SearchOptions | None = None,
+) -> Decision:
+    options = options or SearchOptions()
+    started = time.monotonic()
+    cluster = for_goal(cluster, goal, evacuate)
+    start = greedy_start(cluster, goal)
+    scope = whole_scope(cluster, goal, start)
+    pairs = sum(len(c) for c in scope.candidates.values())
+    bound = active_hosts_lower_bound(cluster)
+    if pairs <= options.full_model_max_pairs:
+        _report(options, f"solving one model: {len(scope.free)} VMs, {pairs} choices", 0.0)
+        result = solve(Encoding(cluster, scope), goal, options.solver, hint=start)
+        placement = result.placement if result.placement is not None else start
+        proven = result.tier_bounds
+        if goal is Goal.CONSOLIDATE and "hosts" in proven and proven.get("unplaced", 0) == 0:
+            bound = max(bound, _hosts_bound(cluster, scope, result.tier_bounds["hosts"]))
+        status = result.status
+        if status is SolveStatus.UNKNOWN:
+            status = SolveStatus.FEASIBLE  # the greedy start stands
+        if status is SolveStatus.INFEASIBLE:
+            placement = start
+        return Decision(goal, cluster, placement, status, bound, time.monotonic() - started, "full")
+    deadline = started + options.solver.time_limit_s
+    placement, iterations = lns.improve(
+        cluster, goal, start, movable=set(scope.free), deadline=deadline, options=options
+    )
+    status = (
+        SolveStatus.OPTIMAL if _at_bound(cluster, goal, placement, bound) else SolveStatus.FEASIBLE
+    )
+    return Decision(
+        goal, cluster, placement, status, bound, time.monotonic() - started, "lns", iterations
+    )
+
+
+def _report(options: SearchOptions, text: str, fraction: float) -> None:
+    if options.progress is not None:
+        options.progress(text, fraction)
+
+
+def _hosts_bound(cluster: Cluster, scope: Scope, model_bound: int) -> int:
+    # The model counts only hosts whose activity it decides; others are active regardless.
+    return model_bound + sum(
+        1 for h in scope.hosts if any(
+            vm not in scope.free and host == h for vm, host in scope.incumbent.items()
+        )
+    )  # fmt: skip
+
+
+def _at_bound(
+    cluster: Cluster, goal: Goal, placement: Mapping[str, str | None], bound: int
+) -> bool:
+    if goal is not Goal.CONSOLIDATE:
+        return False
+    return score(cluster, goal, placement)[:2] == (0, bound)
+
+
+def must_leave(cluster: Cluster, goal: Goal) -> list[str]:
+    """Running VMs on a host in maintenance (the place goal moves nothing)."""
+    if goal is Goal.PLACE:
+        return []
+    hosts = cluster.host_by_name
+    return [
+        v.name for v in cluster.vms
+        if v.host is not None and hosts[v.host].state is HostState.MAINTENANCE
+    ]  # fmt: skip
+
+
+def pending(cluster: Cluster) -> list[str]:
+    """VMs waiting for a host: new ones and those of a host that is down."""
+    hosts = cluster.host_by_name
+    return [v.name for v in cluster.vms if v.host is None or hosts[v.host].state is HostState.DOWN]
+
+
+def greedy_start(cluster: Cluster, goal: Goal) -> dict[str, str | None]:
+    waiting = set(pending(cluster))
+    placement = {
+        vm: (None if vm in waiting else host) for vm, host in cluster.current_placement.items()
+    }
+    packer = Packer(cluster, placement)
+    leaving = must_leave(cluster, goal)
+    for vm in leaving:
+        source = packer.state.host_of(vm)
+        packer.unplace(vm)
+        if place_pending(packer, [vm]) and source is not None:
+            packer.move(vm, source)  # nowhere to go: it stays, and is reported
+    place_pending(packer, waiting)
+    if goal is not Goal.CONSOLIDATE:
+        return packer.state.placement()
+    budget = cluster.limits.max_moves
+    if budget is not None:
+        budget -= indicators(cluster, packer.state.placement()).moves
+    empty_hosts(packer, fewest_vms_first(packer), fit="best", max_moves=budget)
+    by_host = packer.state.placement()
+    by_keep_set = keep_set_start(cluster, placement)
+    if by_keep_set is None or not _within_budget(cluster, by_keep_set):
+        return by_host
+    return min(by_host, by_keep_set, key=lambda p: score(cluster, goal, p))
+
+
+def _within_budget(cluster: Cluster, placement: Mapping[str, str | None]) -> bool:
+    budget = cluster.limits.max_moves
+    return budget is None or indicators(cluster, placement).moves <= budget
+
+
+def whole_scope(cluster: Cluster, goal: Goal, start: Mapping[str, str | None]) -> Scope:
+    waiting = set(pending(cluster))
+    leaving = set(must_leave(cluster, goal))
+    if goal is Goal.PLACE:
+        free = sorted(waiting)
+    elif goal is Goal.EVACUATE and len(cluster.vms) * len(cluster.hosts) > 30_000:
+        free = sorted(waiting | leaving)
+    else:
+        free = [v.name for v in cluster.vms]
+    hosts = [h.name for h in cluster.hosts if h.accepts_vms]
+    if goal is Goal.BALANCE:
+        running = {h for h in cluster.current_placement.values() if h is not None}
+        hosts = [h for h in hosts if h in running] or hosts
+    return make_scope(cluster, free, hosts, start, waiting, leaving)
+
+
+def make_scope(
+    cluster: Cluster,
+    free: list[str],
+    hosts: list[str],
+    incumbent: Mapping[str, str | None],
+    waiting: Collection[str],
+    leaving: Collection[str],
+) -> Scope:
+    rules_of: dict[str, list[Rule]] = {}
+    for rule in cluster.rules:
+        if isinstance(rule, Rule) and not rule.soft:
+            for vm in rule.vms:
+                rules_of.setdefault(vm, []).append(rule)
+    by_name = cluster.host_by_name
+    candidates = {
+        vm: [h for h in hosts if statically_allowed(cluster, vm, by_name[h], rules_of.get(vm, ()))]
+        for vm in free
+    }
+    fallback = {vm: h for vm in free if vm in leaving and (h := cluster.vm_by_name[vm].host)}
+    return Scope(
+        free, hosts, candidates, dict(incumbent),
+        may_be_unplaced=frozenset(vm for vm in free if vm in waiting),
+        fallback_host=fallback,
+    )  # fmt: skip

@@ -1,0 +1,90 @@
+"""Mutable placement state for heuristics and the wave planner: loads and residents per host,
+kept up to date incrementally, and the rules' incremental ``admits`` check."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from scheduler.model import Cluster, Host, fits
+from scheduler.rules import Rule
+
+
+class PlacementState:
+    """Where each VM is present (one host, or two while it migrates) and each host's load."""
+
+    def __init__(self, cluster: Cluster, placement: Mapping[str, str | None]) -> None:
+        self.cluster = cluster
+        self.presence: dict[str, set[str]] = {vm: set() for vm in placement}
+        self.residents: dict[str, set[str]] = {h.name: set() for h in cluster.hosts}
+        self.load: dict[str, dict[str, int]] = {h.name: {} for h in cluster.hosts}
+        self.rules_of: dict[str, list[Rule]] = {}
+        for rule in cluster.rules:
+            if isinstance(rule, Rule) and not rule.soft:
+                for vm in rule.vms:
+                    self.rules_of.setdefault(vm, []).append(rule)
+        for vm, host in placement.items():
+            if host is not None:
+                self.add(vm, host)
+
+    # PlacementView
+    def hosts_of(self, vm: str) -> Collection[str]:
+        return self.presence.get(vm, ())
+
+    def vms_on(self, host: str) -> Collection[str]:
+        return self.residents[host]
+
+    def add(self, vm: str, host: str) -> None:
+        self.presence.setdefault(vm, set()).add(host)
+        self.residents[host].add(vm)
+        load = self.load[host]
+        for r, d in self.cluster.vm_by_name[vm].demand.items():
+            load[r] = load.get(r, 0) + d
+
+    def remove(self, vm: str, host: str) -> None:
+        self.presence[vm].discard(host)
+        self.residents[host].discard(vm)
+        load = self.load[host]
+        for r, d in self.cluster.vm_by_name[vm].demand.items():
+            load[r] -= d
+
+    def move(self, vm: str, source: str | None, target: str) -> None:
+        if source is not None:
+            self.remove(vm, source)
+        self.add(vm, target)
+
+    def host_of(self, vm: str) -> str | None:
+        hosts = self.presence.get(vm)
+        return next(iter(hosts)) if hosts else None
+
+    def placement(self) -> dict[str, str | None]:
+        return {vm: self.host_of(vm) for vm in self.presence}
+
+    def has_room(self, vm: str, host: str, extra: Mapping[str, int] | None = None) -> bool:
+        demand = self.cluster.vm_by_name[vm].demand
+        used = self.load[host]
+        if extra:
+            used = {r: used.get(r, 0) + extra.get(r, 0) for r in set(used) | set(extra)}
+        return fits(used, demand, self.cluster.host_by_name[host].capacity)
+
+    def rules_admit(self, vm: str, host: str, skip: type | None = None) -> bool:
+        """Hard rules allow ``vm`` on ``host`` too; ``skip`` leaves one kind of rule out."""
+        return all(
+            rule.admits(self.cluster, vm, host, self)
+            for rule in self.rules_of.get(vm, ())
+            if skip is None or not isinstance(rule, skip)
+        )
+
+    def can_take(self, vm: str, host: str) -> bool:
+        """Room, host state, filters and hard rules, with ``vm`` added to where it is now."""
+        target = self.cluster.host_by_name[host]
+        return (
+            target.accepts_vms
+            and statically_allowed(self.cluster, vm, target, self.rules_of.get(vm, ()))
+            and self.has_room(vm, host)
+            and self.rules_admit(vm, host)
+        )
+
+
+def statically_allowed(cluster: Cluster, vm: str, host: Host, rules: Collection[Rule]) -> bool:
+    spec = cluster.vm_by_name[vm]
+    return fits({}, spec.demand, host.capacity) and all(r.host_allowed(spec, host) for r in rules)

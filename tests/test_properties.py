@@ -1,0 +1,74 @@
+"""Invariants on generated clusters: every plan the solver emits passes the independent
+checker; consolidation never adds active hosts; the result never beats the lower bound."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scheduler.check import check_plan
+from scheduler.engine import decide_plan
+from scheduler.model import Goal
+from scheduler.solver.search import SearchOptions
+from scheduler.solver.solve import SolverSettings
+from tests.conftest import cluster_of
+
+FAST = SearchOptions(SolverSettings(time_limit_s=2.0, workers=1, seed=0))
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> dict[str, Any]:
+    n_hosts = draw(st.integers(2, 6))
+    host_mem = draw(st.sampled_from([32, 64]))
+    hosts = [
+        {"name": f"h{i}", "cpus": 8, "memory": f"{host_mem}GiB", "labels": {"rack": f"r{i % 2}"}}
+        for i in range(n_hosts)
+    ]
+    free = [host_mem] * n_hosts
+    vms = []
+    for j in range(draw(st.integers(1, 14))):
+        mem = draw(st.sampled_from([2, 4, 8, 16]))
+        fits = [i for i in range(n_hosts) if free[i] >= mem]
+        host = draw(st.sampled_from([*fits, None])) if fits else None
+        if host is not None:
+            free[host] -= mem
+        row: dict[str, Any] = {
+            "name": f"v{j}",
+            "vcpus": draw(st.integers(1, 4)),
+            "memory": f"{mem}GiB",
+        }
+        if host is not None:
+            row["host"] = f"h{host}"
+        vms.append(row)
+    rules = []
+    if len(vms) >= 2 and draw(st.booleans()):
+        # Anti-affinity only between VMs that do not share a host now, so today is valid.
+        apart = list({row.get("host"): row["name"] for row in vms if "host" in row}.values())
+        if len(apart) >= 2:
+            rules.append({"type": "anti-affinity", "vms": apart[:3]})
+    return {"name": "generated", "hosts": hosts, "vms": vms, "rules": rules,
+            "limits": {"max_parallel": draw(st.integers(1, 4)), "max_parallel_per_host": draw(st.integers(1, 2))}}  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters(), st.sampled_from(list(Goal)))
+def test_every_plan_passes_the_checker(data: dict[str, Any], goal: Goal) -> None:
+    cluster = cluster_of(data)
+    evacuate = ["h0"] if goal is Goal.EVACUATE else []
+    outcome = decide_plan(cluster, goal, evacuate, FAST)
+    if outcome.plan.unresolved:
+        return  # reported as such; nothing unsafe was emitted for those moves
+    assert check_plan(outcome.cluster, outcome.plan) == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters())
+def test_consolidation_never_adds_hosts_nor_beats_the_bound(data: dict[str, Any]) -> None:
+    cluster = cluster_of(data)
+    summary = decide_plan(cluster, Goal.CONSOLIDATE, (), FAST).summary()
+    assert summary["lower_bound"] <= summary["active_hosts_after"]
+    if not summary["unplaced_or_stranded"] and not summary["placements"]:
+        assert summary["active_hosts_after"] <= summary["active_hosts_before"]
+    assert summary["moves"] >= summary["moves_lower_bound"]
