@@ -73,6 +73,14 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     finally:
         loader.dispose()
     lines = _line_map(root) if root is not None else {}
+    return scenario_from_data(data, source, lines)
+
+
+def scenario_from_data(
+    data: object, source: str = "<scenario>", lines: Mapping[YamlPath, int] | None = None
+) -> Scenario:
+    """Validate already-parsed scenario data (``lines`` maps YAML paths to line numbers)."""
+    lines = lines or {}
     if not isinstance(data, dict):
         raise ScenarioError(source, 1, "", "a scenario is a mapping with name, hosts and vms")
     try:
