@@ -70,11 +70,11 @@ def decide(
     start = greedy_start(cluster, goal)
     scope = whole_scope(cluster, goal, start)
     pairs = sum(len(c) for c in scope.candidates.values())
-    bound = active_hosts_lower_bound(cluster)
     if pairs <= options.full_model_max_pairs:
         _report(options, f"solving one model: {len(scope.free)} VMs, {pairs} choices", 0.0)
         result = solve(Encoding(cluster, scope), goal, options.solver, hint=start)
         placement = result.placement if result.placement is not None else start
+        bound = _placed_bound(cluster, placement)
         proven = result.tier_bounds
         if goal is Goal.CONSOLIDATE and "hosts" in proven and proven.get("unplaced", 0) == 0:
             bound = max(bound, _hosts_bound(cluster, scope, result.tier_bounds["hosts"]))
@@ -94,6 +94,11 @@ def decide(
     return Decision(
         goal, cluster, placement, status, bound, time.monotonic() - started, "lns", iterations
     )
+
+
+def _placed_bound(cluster: Cluster, placement: Mapping[str, str | None]) -> int:
+    """The bound holds for the VMs that were placed: some may have no room at all."""
+    return active_hosts_lower_bound(cluster, [vm for vm, h in placement.items() if h is not None])
 
 
 def _report(options: SearchOptions, text: str, fraction: float) -> None:
