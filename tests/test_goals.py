@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from scheduler.check import check_plan
 from scheduler.engine import decide_plan
 from scheduler.explain import why_not_placed
@@ -22,6 +24,20 @@ def test_consolidate_reaches_the_bound_with_fewest_moves(options: SearchOptions)
     assert summary["moves"] == summary["moves_lower_bound"] == 3
     assert summary["memory_moved_mib"] == 3 * 8192
     assert summary["status"] == "optimal"
+    assert check_plan(outcome.cluster, outcome.plan) == []
+
+
+def test_large_neighbourhood_search_reaches_the_same_answer(options: SearchOptions) -> None:
+    # Same cluster as above, solved by sub-models only (no model of the whole cluster).
+    rows = [vm(f"a{i}", host="h1") for i in range(5)] + [vm(f"b{i}", host="h2") for i in range(3)]
+    rows += [vm("c0", host="h3"), vm("c1", host="h3"), vm("d0", host="h4")]
+    cluster = cluster_of({"name": "t", "hosts": hosts(4), "vms": rows})
+    lns_only = replace(options, full_model_max_pairs=0)
+    outcome = decide_plan(cluster, Goal.CONSOLIDATE, options=lns_only)
+    summary = outcome.summary()
+    assert summary["method"] == "lns"
+    assert summary["active_hosts_after"] == summary["lower_bound"] == 2
+    assert summary["moves"] == 3 and summary["status"] == "optimal"
     assert check_plan(outcome.cluster, outcome.plan) == []
 
 

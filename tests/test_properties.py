@@ -16,6 +16,9 @@ from scheduler.solver.solve import SolverSettings
 from tests.conftest import cluster_of
 
 FAST = SearchOptions(SolverSettings(time_limit_s=2.0, workers=1, seed=0))
+LNS_ONLY = SearchOptions(
+    SolverSettings(time_limit_s=1.0, workers=1, seed=0), full_model_max_pairs=0
+)
 
 
 @st.composite
@@ -53,11 +56,13 @@ def clusters(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(clusters(), st.sampled_from(list(Goal)))
-def test_every_plan_passes_the_checker(data: dict[str, Any], goal: Goal) -> None:
+@given(clusters(), st.sampled_from(list(Goal)), st.sampled_from([FAST, LNS_ONLY]))
+def test_every_plan_passes_the_checker(
+    data: dict[str, Any], goal: Goal, options: SearchOptions
+) -> None:
     cluster = cluster_of(data)
     evacuate = ["h0"] if goal is Goal.EVACUATE else []
-    outcome = decide_plan(cluster, goal, evacuate, FAST)
+    outcome = decide_plan(cluster, goal, evacuate, options)
     if outcome.plan.unresolved:
         return  # reported as such; nothing unsafe was emitted for those moves
     assert check_plan(outcome.cluster, outcome.plan) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from ortools.sat.python import cp_model
 
@@ -49,6 +50,7 @@ class Encoding:
         self.active: dict[str, cp_model.IntVar | int] = {}
         self.penalties: list[Penalty] = []
         self.fixed_on: dict[str, set[str]] = {}
+        self.symmetric: list[tuple[list[str], list[str]]] = []  # (host order, VM order)
         for vm, host in scope.incumbent.items():
             if host is not None and not scope.is_free(vm):
                 self.fixed_on.setdefault(host, set()).add(vm)
@@ -56,6 +58,7 @@ class Encoding:
         self._add_capacity()
         self._add_rules(r for r in cluster.rules if isinstance(r, Rule))
         self._add_move_budget()
+        self._break_symmetry()
 
     # -- helpers for rules -------------------------------------------------------------------
 
@@ -148,6 +151,74 @@ class Encoding:
         ]
         self.model.add(len(stays) - cp_model.LinearExpr.sum(stays) <= max(0, budget - outside))
 
+    def _break_symmetry(self) -> None:
+        """Among interchangeable empty hosts, fix an order so the solver does not explore the
+        k! relabellings of each solution.
+
+        Hosts are interchangeable when they have the same capacity, labels and state, no VM now
+        or held in place, and no rule names them. Relabelling such hosts by the first VM (in a
+        fixed order) each receives shows two orders are safe: the used ones come first, and
+        the j-th VM lands on one of the first j + 1 of them.
+        """
+        largest: dict[str, int] = {}
+        for spec in self.cluster.hosts:
+            for r, amount in spec.capacity.items():
+                largest[r] = max(largest.get(r, 0), amount)
+
+        def size(vm: str) -> tuple[float, str]:
+            demand = self.cluster.vm_by_name[vm].demand
+            return max((d / (largest.get(r) or 1) for r, d in demand.items()), default=0.0), vm
+
+        for members in self._interchangeable_hosts():
+            inside = set(members)
+            for earlier, later in pairwise(members):
+                self.model.add(self.active[earlier] >= self.active[later])
+            wanted = [
+                vm for vm in self.scope.free if inside.intersection(self.scope.candidates[vm])
+            ]
+            wanted.sort(key=size, reverse=True)
+            self.symmetric.append((members, wanted))
+            for j, vm in enumerate(wanted):
+                for host in members[j + 1 :]:
+                    var = self.x.get((vm, host))
+                    if var is not None:
+                        self.model.add(var == 0)
+
+    def _in_symmetric_order(self, placement: Mapping[str, str | None]) -> dict[str, str | None]:
+        """The same placement with interchangeable hosts relabelled to respect their order."""
+        relabelled = dict(placement)
+        for members, wanted in self.symmetric:
+            inside = set(members)
+            used: list[str] = []
+            for vm in wanted:
+                host = placement.get(vm)
+                if host in inside and host not in used:
+                    used.append(host)
+            rename = dict(zip(used, members, strict=False))
+            for vm in wanted:
+                host = placement.get(vm)
+                if host in rename:
+                    relabelled[vm] = rename[host]
+        return relabelled
+
+    def _interchangeable_hosts(self) -> list[list[str]]:
+        named = {h for r in self.cluster.rules for h in getattr(r, "hosts", ())}
+        running = set(self.cluster.current_placement.values())
+        fallback = set(self.scope.fallback_host.values())
+        classes: dict[tuple[object, ...], list[str]] = {}
+        for name in self.scope.hosts:
+            active = self.active.get(name)
+            if not isinstance(active, cp_model.IntVar) or name in named | running | fallback:
+                continue
+            host = self.cluster.host_by_name[name]
+            key = (
+                tuple(sorted(host.capacity.items())),
+                tuple(sorted(host.labels.items())),
+                host.state,
+            )
+            classes.setdefault(key, []).append(name)
+        return [sorted(members) for members in classes.values() if len(members) > 1]
+
     # -- reading the solution ----------------------------------------------------------------
 
     def placement_from(self, value: object) -> dict[str, str | None]:
@@ -162,6 +233,7 @@ class Encoding:
         return placement
 
     def add_hint(self, placement: Mapping[str, str | None]) -> None:
+        placement = self._in_symmetric_order(placement)
         for (vm, host), var in self.x.items():
             self.model.add_hint(var, placement.get(vm) == host)
         for vm, var in self.unplaced.items():

@@ -84,9 +84,17 @@ class Packer:
         return np.array([bool(self.state.residents[h]) for h in self.hosts])
 
 
-def size_key(packer: Packer) -> Callable[[str], float]:
+def size_key(packer: Packer, measure: str = "max") -> Callable[[str], float]:
+    """A VM's size relative to the largest host: its largest share ("max"), the sum of its
+    shares ("sum") or their Euclidean norm ("l2")."""
+
     def key(vm: str) -> float:
-        return float((packer.demand(vm) / packer.scale).max())
+        shares = packer.demand(vm) / packer.scale
+        if measure == "sum":
+            return float(shares.sum())
+        if measure == "l2":
+            return float(np.sqrt((shares * shares).sum()))
+        return float(shares.max())
 
     return key
 
@@ -166,11 +174,13 @@ def keep_in_place_baseline(cluster: Cluster) -> dict[str, str | None]:
     return packer.state.placement()
 
 
-def first_fit_decreasing(cluster: Cluster, fit: Fit = "first") -> dict[str, str | None]:
-    """Pack every VM from scratch onto the usable hosts, largest (dominant share) first."""
+def first_fit_decreasing(
+    cluster: Cluster, fit: Fit = "first", measure: str = "max"
+) -> dict[str, str | None]:
+    """Pack every VM from scratch onto the usable hosts, largest first by ``measure``."""
     packer = Packer(cluster, {v.name: None for v in cluster.vms})
     everything = np.ones(len(packer.hosts), dtype=bool)
-    for vm in sorted(packer.state.presence, key=size_key(packer), reverse=True):
+    for vm in sorted(packer.state.presence, key=size_key(packer, measure), reverse=True):
         active = packer.active_mask()
         host = packer.choose(vm, active, fit) or packer.choose(vm, everything & ~active, "first")
         if host is not None:

@@ -12,6 +12,7 @@ hosts make a neighbourhood depends on the goal:
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import Counter
@@ -43,7 +44,8 @@ def improve(
     rng = random.Random(options.solver.seed)
     incumbent, best = dict(start), score(cluster, goal, start)
     resisted: Counter[str] = Counter()
-    waiting, leaving = set(search.pending(cluster)), set(search.must_leave(cluster, goal))
+    leaving = set(search.must_leave(cluster, goal))
+    waiting = {vm for vm in search.pending(cluster) if start.get(vm) is None}
     groups = _affinity_groups(cluster)
     usable = [h.name for h in cluster.hosts if h.accepts_vms]
     began, iterations = time.monotonic(), 0
@@ -58,8 +60,11 @@ def improve(
         if not free:
             break
         scope = search.make_scope(cluster, free, hosts, incumbent, waiting, leaving)
+        workers = options.solver.workers or min(
+            2, os.cpu_count() or 1
+        )  # short solves: no portfolio
         settings = SolverSettings(
-            min(MAX_STEP_S, remaining), options.solver.workers, options.solver.seed + iterations
+            min(MAX_STEP_S, remaining), workers, options.solver.seed + iterations
         )
         result = solve(Encoding(cluster, scope), goal, settings, hint=incumbent)
         candidate = result.placement

@@ -19,11 +19,18 @@ from scheduler.rules import Rule
 from scheduler.solver import lns
 from scheduler.solver.bounds import active_hosts_lower_bound
 from scheduler.solver.encoding import Encoding, Scope
-from scheduler.solver.greedy import Packer, empty_hosts, fewest_vms_first, place_pending
+from scheduler.solver.greedy import (
+    Packer,
+    empty_hosts,
+    fewest_vms_first,
+    first_fit_decreasing,
+    place_pending,
+)
 from scheduler.solver.keep_set import keep_set_start
 from scheduler.solver.solve import SolverSettings, SolveStatus, solve
 from scheduler.state import statically_allowed
 
+REPACK_MAX_VMS = 3_000  # larger clusters: packing from scratch costs seconds and moves everything
 Progress = Callable[[str, float], None]  # (what is happening, fraction of the time used)
 
 
@@ -88,6 +95,7 @@ def decide(
     placement, iterations = lns.improve(
         cluster, goal, start, movable=set(scope.free), deadline=deadline, options=options
     )
+    bound = _placed_bound(cluster, placement)
     status = (
         SolveStatus.OPTIMAL if _at_bound(cluster, goal, placement, bound) else SolveStatus.FEASIBLE
     )
@@ -159,11 +167,23 @@ def greedy_start(cluster: Cluster, goal: Goal) -> dict[str, str | None]:
     if budget is not None:
         budget -= indicators(cluster, packer.state.placement()).moves
     empty_hosts(packer, fewest_vms_first(packer), fit="best", max_moves=budget)
-    by_host = packer.state.placement()
+    starts = [packer.state.placement()]
     by_keep_set = keep_set_start(cluster, placement)
-    if by_keep_set is None or not _within_budget(cluster, by_keep_set):
-        return by_host
-    return min(by_host, by_keep_set, key=lambda p: score(cluster, goal, p))
+    if by_keep_set is not None:
+        starts.append(by_keep_set)
+    if len(cluster.vms) <= REPACK_MAX_VMS:  # a packing from scratch, when it saves hosts
+        starts += [
+            first_fit_decreasing(cluster, fit, measure)
+            for fit in ("first", "best")
+            for measure in ("max", "sum", "l2")
+        ]
+    starts = [p for p in starts if _within_budget(cluster, p) and _keeps_running(cluster, p)]
+    return min(starts, key=lambda p: score(cluster, goal, p))
+
+
+def _keeps_running(cluster: Cluster, placement: Mapping[str, str | None]) -> bool:
+    """A repacking from scratch must not leave a running VM without a host."""
+    return all(placement.get(v.name) is not None for v in cluster.vms if v.host is not None)
 
 
 def _within_budget(cluster: Cluster, placement: Mapping[str, str | None]) -> bool:
@@ -184,7 +204,9 @@ def whole_scope(cluster: Cluster, goal: Goal, start: Mapping[str, str | None]) -
     if goal is Goal.BALANCE:
         running = {h for h in cluster.current_placement.values() if h is not None}
         hosts = [h for h in hosts if h in running] or hosts
-    return make_scope(cluster, free, hosts, start, waiting, leaving)
+    # Waiting VMs the start already placed must stay placed: a tighter, equivalent model.
+    homeless = {vm for vm in waiting if start.get(vm) is None}
+    return make_scope(cluster, free, hosts, start, homeless, leaving)
 
 
 def make_scope(
