@@ -118,7 +118,7 @@ def _run_plan(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
     else:
         print_outcome(outcome, _explanations(outcome), args.out)
-    reached = not outcome.left_behind and not outcome.plan.unresolved
+    reached = not (outcome.left_behind or outcome.plan.unresolved or outcome.conflicting_rules)
     return 0 if reached else 1
 
 
@@ -164,6 +164,12 @@ def _run_explain(args: argparse.Namespace) -> int:
     scenario, _ = _load(args.scenario)
     goal, hosts = _goal_and_hosts(args, scenario)
     outcome = decide_plan(scenario.cluster, goal, hosts, _options(args, show_progress=False))
+    if outcome.conflicting_rules:
+        print(
+            "no placement satisfies these hard rules together: "
+            + "; ".join(outcome.conflicting_rules)
+        )
+        return 1
     wanted = list(outcome.left_behind)
     if args.vm:
         if args.vm not in scenario.cluster.vm_by_name:

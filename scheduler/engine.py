@@ -6,16 +6,19 @@ same code serves a scenario file, a live cluster and a what-if sweep.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from scheduler.check import stranded
 from scheduler.evaluate import Indicators, broken_soft_rules, indicators
+from scheduler.explain import conflicting_rules
 from scheduler.model import Cluster, Goal
 from scheduler.plan import Plan, build_plan, starting_placement
 from scheduler.solver.bounds import moves_lower_bound
-from scheduler.solver.search import Decision, SearchOptions, decide
+from scheduler.solver.encoding import Encoding
+from scheduler.solver.search import Decision, SearchOptions, decide, greedy_start, whole_scope
+from scheduler.solver.solve import SolveStatus, solve
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Outcome:
     after: Indicators
     soft_rules_broken: list[str]
     left_behind: list[str]  # VMs with no host, or still on a host they had to leave
+    conflicting_rules: list[str]  # when no placement exists: hard rules that cannot all hold
 
     @property
     def cluster(self) -> Cluster:
@@ -53,6 +57,7 @@ class Outcome:
             "unplaced_or_stranded": self.left_behind,
             "unresolved_moves": [m.vm for m in plan.unresolved],
             "soft_rules_broken": self.soft_rules_broken,
+            "conflicting_rules": self.conflicting_rules,
         }
 
 
@@ -62,8 +67,13 @@ def decide_plan(
     evacuate: Collection[str] = (),
     options: SearchOptions | None = None,
 ) -> Outcome:
+    options = options or SearchOptions()
     decision = decide(cluster, goal, evacuate, options)
     snapshot = decision.cluster
+    conflicts: list[str] = []
+    if decision.status is SolveStatus.INFEASIBLE:
+        oracle = _feasibility_oracle(goal, options)
+        conflicts = [rule.label for rule in conflicting_rules(snapshot, oracle)]
     plan = build_plan(snapshot, goal, decision.placement, cluster.name)
     return Outcome(
         decision=decision,
@@ -72,7 +82,20 @@ def decide_plan(
         after=indicators(snapshot, decision.placement),
         soft_rules_broken=broken_soft_rules(snapshot, decision.placement),
         left_behind=stranded(snapshot, decision.placement),
+        conflicting_rules=conflicts,
     )
+
+
+def _feasibility_oracle(goal: Goal, options: SearchOptions) -> Callable[[Cluster], bool]:
+    """Is there any placement for this goal? A short CP-SAT solve of the whole cluster."""
+    settings = replace(options.solver, time_limit_s=min(5.0, options.solver.time_limit_s))
+
+    def feasible(cluster: Cluster) -> bool:
+        start = greedy_start(cluster, goal)
+        encoding = Encoding(cluster, whole_scope(cluster, goal, start))
+        return solve(encoding, goal, settings, hint=start).status is not SolveStatus.INFEASIBLE
+
+    return feasible
 
 
 def plan_to_json(outcome: Outcome) -> dict[str, Any]:

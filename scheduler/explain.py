@@ -9,7 +9,7 @@ the room left there. A VM that fits nowhere because of hard rules names those ru
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from scheduler.model import Cluster, fits
 from scheduler.rules import Rule
@@ -63,7 +63,7 @@ def _names(hosts: list[str]) -> str:
     return ", ".join(hosts[:5]) + (f", +{len(hosts) - 5} more" if len(hosts) > 5 else "")
 
 
-def conflicting_rules(cluster: Cluster, feasible: object) -> list[Rule]:
+def conflicting_rules(cluster: Cluster, feasible: Callable[[Cluster], bool]) -> list[Rule]:
     """A minimal set of hard rules that cannot hold together, by deletion: drop each rule in
     turn and keep it dropped if the rest is still infeasible. ``feasible(cluster)`` decides."""
     hard = [r for r in cluster.rules if isinstance(r, Rule) and not r.soft]
@@ -72,7 +72,7 @@ def conflicting_rules(cluster: Cluster, feasible: object) -> list[Rule]:
     for rule in hard:
         trial = [r for r in core if r is not rule]
         candidate = _with_rules(cluster, [*others, *trial])
-        if not feasible(candidate):  # type: ignore[operator]
+        if not feasible(candidate):
             core = trial
     return core
 

@@ -66,6 +66,9 @@ def print_outcome(outcome: Outcome, explanations: list[str], written_to: Path | 
         console.print(f"[yellow]soft rule broken:[/] {text}", highlight=False)
     for text in explanations:
         console.print(f"[red]not placed:[/] {text}", highlight=False)
+    if s["conflicting_rules"]:
+        rules = "; ".join(s["conflicting_rules"])
+        console.print(f"[red]no placement satisfies these hard rules together:[/] {rules}")
     if s["unresolved_moves"]:
         console.print(f"[red]no safe order found for:[/] {', '.join(s['unresolved_moves'])}")
     if written_to:

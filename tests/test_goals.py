@@ -99,3 +99,14 @@ def test_maintenance_host_is_drained_by_consolidation(options: SearchOptions) ->
             "vms": rows}  # fmt: skip
     outcome = decide_plan(cluster_of(data), Goal.CONSOLIDATE, options=options)
     assert outcome.decision.placement == {"a": "h1", "b": "h1"}
+
+
+def test_infeasible_rules_are_named(options: SearchOptions) -> None:
+    # Three anti-affine VMs, two usable hosts: no placement exists; the pin is innocent.
+    rows = [vm("a", host="h1"), vm("b", host="h2"), vm("c", host="h1"), vm("d", host="h2")]
+    data = {"name": "t", "hosts": hosts(2), "vms": rows,
+            "rules": [{"type": "pin", "vms": ["d"], "hosts": ["h2"]},
+                      {"type": "anti-affinity", "vms": ["a", "b", "c"]}]}  # fmt: skip
+    outcome = decide_plan(cluster_of(data), Goal.CONSOLIDATE, options=options)
+    assert outcome.decision.status.value == "infeasible"
+    assert outcome.conflicting_rules == ["anti-affinity #2 (a, b, c)"]
