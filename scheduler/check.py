@@ -19,16 +19,21 @@ from scheduler.rules import Rule
 
 
 class _Presence:
-    """Where each VM is present; the view the rules' ``violations`` read."""
+    """Where each VM is present; the view the rules' ``violations`` read. A wave adds its
+    movers' destinations on top of where VMs are, without copying the whole record."""
 
-    def __init__(self, placement: Mapping[str, str | None]) -> None:
-        self.where: dict[str, set[str]] = {vm: ({h} if h else set()) for vm, h in placement.items()}
+    def __init__(self, location: Mapping[str, str | None], arriving: Mapping[str, str]) -> None:
+        self.location, self.arriving = location, arriving
 
     def hosts_of(self, vm: str) -> Collection[str]:
-        return self.where.get(vm, set())
+        here = self.location.get(vm)
+        hosts = {here} if here else set()
+        if vm in self.arriving:
+            hosts.add(self.arriving[vm])
+        return hosts
 
     def vms_on(self, host: str) -> Collection[str]:
-        return [vm for vm, hosts in self.where.items() if host in hosts]
+        return [vm for vm in self.location if host in self.hosts_of(vm)]
 
 
 def check_plan(cluster: Cluster, plan: Plan) -> list[str]:
@@ -38,20 +43,33 @@ def check_plan(cluster: Cluster, plan: Plan) -> list[str]:
         for v in cluster.vms
     }
     hard = [r for r in cluster.rules if isinstance(r, Rule) and not r.soft]
+    residents: dict[str, set[str]] = {h.name: set() for h in cluster.hosts}
+    for vm, host in location.items():
+        if host is not None:
+            residents[host].add(vm)
     problems: list[str] = []
     for number, wave in enumerate(plan.waves, start=1):
-        problems += [f"wave {number}: {p}" for p in _check_wave(cluster, location, wave, hard)]
+        found = _check_wave(cluster, location, residents, wave, hard)
+        problems += [f"wave {number}: {p}" for p in found]
         for move in wave:
+            if location.get(move.vm) is not None:
+                residents[location[move.vm]].discard(move.vm)  # type: ignore[index]
             location[move.vm] = move.target
+            residents.setdefault(move.target, set()).add(move.vm)
     problems += _check_final(cluster, location, plan, hard)
     return problems
 
 
 def _check_wave(
-    cluster: Cluster, location: Mapping[str, str | None], wave: Iterable[object], hard: list[Rule]
+    cluster: Cluster,
+    location: Mapping[str, str | None],
+    residents: Mapping[str, set[str]],
+    wave: Iterable[object],
+    hard: list[Rule],
 ) -> list[str]:
     problems = []
-    presence = _Presence(location)
+    arriving: dict[str, str] = {}
+    presence = _Presence(location, arriving)
     moving: set[str] = set()
     per_host: Counter[str] = Counter()
     moves = list(wave)
@@ -73,7 +91,7 @@ def _check_wave(
         if host is None or host.state is not HostState.UP:
             problems.append(f"{vm} goes to {target}, which is not up")
         per_host.update(h for h in (source, target) if h is not None)
-        presence.where.setdefault(vm, set()).add(target)
+        arriving[vm] = target
     limit = cluster.limits.max_parallel_per_host
     problems += [
         f"{h} in {n} moves at once, max_parallel_per_host is {limit}"
@@ -81,7 +99,8 @@ def _check_wave(
         if n > limit
     ]
     touched = {m.target for m in moves}  # type: ignore[attr-defined]
-    problems += _capacity(cluster, presence, touched)
+    there = set(arriving).union(*(residents.get(h, set()) for h in touched))
+    problems += _capacity(cluster, presence, touched, there)
     problems += [
         v
         for rule in hard
@@ -91,12 +110,15 @@ def _check_wave(
     return problems
 
 
-def _capacity(cluster: Cluster, presence: _Presence, hosts: Iterable[str]) -> list[str]:
+def _capacity(
+    cluster: Cluster, presence: _Presence, hosts: Iterable[str], vms: Iterable[str]
+) -> list[str]:
+    """Demand present on each of ``hosts`` (``vms`` lists every VM that may be there)."""
     problems = []
     wanted = set(hosts)
     used: dict[str, Counter[str]] = {h: Counter() for h in wanted}
-    for vm, where in presence.where.items():
-        for host in where & wanted:
+    for vm in vms:
+        for host in set(presence.hosts_of(vm)) & wanted:
             used[host].update(cluster.vm_by_name[vm].demand)
     for host in sorted(wanted):
         capacity = cluster.host_by_name[host].capacity if host in cluster.host_by_name else {}
@@ -115,8 +137,9 @@ def _check_final(
     for vm, host in plan.placement.items():
         if location.get(vm) != host and vm in cluster.vm_by_name:
             problems.append(f"end: {vm} is on {location.get(vm)}, plan says {host}")
-    presence = _Presence(location)
-    problems += [f"end: {p}" for p in _capacity(cluster, presence, cluster.host_by_name)]
+    presence = _Presence(location, {})
+    everywhere = set(cluster.host_by_name)
+    problems += [f"end: {p}" for p in _capacity(cluster, presence, everywhere, location)]
     problems += [f"end: {v}" for rule in hard for v in rule.violations(cluster, presence)]
     return problems
 
