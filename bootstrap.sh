@@ -7,6 +7,8 @@ cd "$(dirname "$0")"
 need_apt=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv python3-pip)
 command -v gcc >/dev/null || need_apt+=(gcc python3-dev)
+# libvirt-python builds against libvirt's headers.
+pkg-config --exists libvirt 2>/dev/null || need_apt+=(libvirt-dev pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

@@ -1,0 +1,134 @@
+"""The only module that reads libvirt: a host's capacity and its domains, as a report.
+
+Which figure is host memory: ``virConnect.getInfo()[1]``, the node's memory as libvirt reads
+it from NUMA sysfs, i.e. what the hypervisor can hand to guests. ``getMemoryStats()`` reads
+/proc/meminfo instead; on a host that is itself a VM (nested labs, some clouds) the two can
+disagree, and /proc/meminfo then moves with the balloon of the outer hypervisor. Capacity must
+be stable to plan against, so we take getInfo() and report getMemoryStats() (when the driver
+offers it) separately as ``memory_free_mib``, a usage figure, never a capacity.
+
+Disk capacity is the sum of the active storage pools; a domain's disk demand is the sum of
+its disks' capacities (``blockInfo``). Drivers without pools or disk information report 0.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import libvirt
+
+# Silence libvirt's default handler that prints every error on stderr; we raise instead.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "running",  # blocked on I/O: still running
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class DomainReport:
+    name: str
+    uuid: str
+    vcpus: int
+    memory_mib: int
+    disk_mib: int
+    state: str
+    persistent: bool
+    cpu_time_ns: int
+
+    @property
+    def holds_resources(self) -> bool:
+        """Running or paused domains hold memory on the host; shut-off ones do not."""
+        return self.state in ("running", "paused", "nostate", "pmsuspended")
+
+
+@dataclass(frozen=True)
+class HostReport:
+    host: str
+    cpus: int
+    memory_mib: int
+    disk_mib: int
+    domains: tuple[DomainReport, ...] = ()
+    memory_free_mib: int | None = None
+    libvirt_version: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["domains"] = [asdict(d) for d in self.domains]
+        return data
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> HostReport:
+        domains = tuple(DomainReport(**d) for d in data.get("domains", ()))
+        return HostReport(**{**data, "domains": domains})
+
+
+def probe(conn: libvirt.virConnect, host: str, labels: dict[str, str] | None = None) -> HostReport:
+    """Read the host and every domain defined on it through one libvirt connection."""
+    _model, memory_mib, cpus, *_ = conn.getInfo()
+    return HostReport(
+        host=host,
+        cpus=int(cpus),
+        memory_mib=int(memory_mib),
+        disk_mib=_pool_capacity_mib(conn),
+        domains=tuple(_domain(d) for d in conn.listAllDomains()),
+        memory_free_mib=_free_memory_mib(conn),
+        libvirt_version=int(conn.getLibVersion()),
+        labels=dict(labels or {}),
+    )
+
+
+def _domain(dom: libvirt.virDomain) -> DomainReport:
+    state, max_mem_kib, _mem_kib, vcpus, cpu_time_ns = dom.info()
+    return DomainReport(
+        name=dom.name(),
+        uuid=dom.UUIDString(),
+        vcpus=int(vcpus),
+        memory_mib=int(max_mem_kib) // 1024,
+        disk_mib=_disk_mib(dom),
+        state=STATES.get(state, "nostate"),
+        persistent=bool(dom.isPersistent()),
+        cpu_time_ns=int(cpu_time_ns),
+    )
+
+
+def _disk_mib(dom: libvirt.virDomain) -> int:
+    total = 0
+    for disk in ET.fromstring(dom.XMLDesc(0)).iterfind("./devices/disk[@device='disk']"):
+        target = disk.find("target")
+        if target is None:
+            continue
+        try:
+            capacity, _allocation, _physical = dom.blockInfo(target.get("dev", ""))
+        except libvirt.libvirtError:
+            continue  # no size known (e.g. a network disk the driver cannot query)
+        total += capacity // MIB
+    return total
+
+
+def _pool_capacity_mib(conn: libvirt.virConnect) -> int:
+    try:
+        pools = conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
+    except libvirt.libvirtError:
+        return 0
+    return sum(pool.info()[1] // MIB for pool in pools)
+
+
+def _free_memory_mib(conn: libvirt.virConnect) -> int | None:
+    try:
+        stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+    except libvirt.libvirtError:
+        return None  # the driver does not offer /proc/meminfo figures
+    free = stats.get("free", 0) + stats.get("buffers", 0) + stats.get("cached", 0)
+    return int(free) // 1024

@@ -1,0 +1,81 @@
+"""Agent reports -> the cluster snapshot the engine plans on.
+
+Reports are facts from each host; the snapshot is the scheduler's view: hosts with their
+capacity after overcommit, and every domain that holds resources placed on the host that
+reports it. A live migration shows the same domain on two hosts for a moment (paused on the
+destination, running on the source); the running copy is where the VM is. Two running copies
+would mean a VM running twice; it is reported as a conflict, never silently resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from agents.libvirt_probe import DomainReport, HostReport
+from scheduler.model import (
+    DISK,
+    MEMORY,
+    VCPUS,
+    VM,
+    Cluster,
+    Host,
+    HostState,
+    Limits,
+    Policy,
+)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    cluster: Cluster
+    conflicts: tuple[str, ...]  # VMs seen running on more than one host
+
+
+def snapshot(
+    reports: Iterable[HostReport],
+    states: Mapping[str, HostState] | None = None,
+    policy: Policy | None = None,
+    rules: tuple[object, ...] = (),
+    limits: Limits | None = None,
+    name: str = "live",
+) -> Inventory:
+    policy = policy or Policy()
+    states = states or {}
+    reports = sorted(reports, key=lambda r: r.host)
+    hosts = tuple(_host(r, states.get(r.host, HostState.UP), policy) for r in reports)
+    copies: dict[str, list[tuple[str, DomainReport]]] = {}
+    for report in reports:
+        for domain in report.domains:
+            if domain.holds_resources:
+                copies.setdefault(domain.name, []).append((report.host, domain))
+    vms, conflicts = [], []
+    for vm_name in sorted(copies):
+        host, domain, conflict = _where(vm_name, copies[vm_name])
+        if conflict:
+            conflicts.append(conflict)
+        vms.append(
+            VM(
+                vm_name,
+                {VCPUS: domain.vcpus, MEMORY: domain.memory_mib, DISK: domain.disk_mib},
+                host,
+            )
+        )
+    cluster = Cluster(name, hosts, tuple(vms), rules, policy, limits or Limits())
+    return Inventory(cluster, tuple(conflicts))
+
+
+def _host(report: HostReport, state: HostState, policy: Policy) -> Host:
+    physical = {VCPUS: report.cpus, MEMORY: report.memory_mib, DISK: report.disk_mib}
+    ratio = policy.overcommit
+    capacity = {r: int(amount * ratio.get(r, 1.0) + 1e-9) for r, amount in physical.items()}
+    return Host(report.host, physical, capacity, dict(report.labels), state)
+
+
+def _where(vm: str, copies: list[tuple[str, DomainReport]]) -> tuple[str, DomainReport, str]:
+    running = [(h, d) for h, d in copies if d.state == "running"]
+    if len(running) > 1:
+        hosts = ", ".join(sorted(h for h, _ in running))
+        return running[0][0], running[0][1], f"{vm} is running on {hosts}"
+    host, domain = running[0] if running else copies[0]
+    return host, domain, ""

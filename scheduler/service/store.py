@@ -1,0 +1,163 @@
+"""Durable state of the scheduler service behind a small interface.
+
+``Store`` is what the service needs; ``SqliteStore`` keeps it in one SQLite file in WAL mode,
+so a restarted scheduler loses no host report, host state or plan. Another backend (e.g.
+PostgreSQL for larger deployments) only has to implement the same methods.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from agents.libvirt_probe import HostReport
+from scheduler.model import HostState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hosts (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL DEFAULT 'up',
+    report TEXT,
+    reported_at REAL
+);
+CREATE TABLE IF NOT EXISTS plans (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    goal TEXT NOT NULL,
+    status TEXT NOT NULL,
+    document TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plan_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    plan_id INTEGER NOT NULL REFERENCES plans(id),
+    at REAL NOT NULL,
+    event TEXT NOT NULL
+);
+"""
+PLAN_STATUSES = ("proposed", "approved", "running", "done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    id: int
+    created_at: float
+    goal: str
+    status: str
+    document: dict[str, Any]
+
+
+class Store(Protocol):
+    def save_report(self, report: HostReport, at: float) -> None: ...
+    def reports(self) -> list[tuple[HostReport, float]]: ...
+    def set_host_state(self, host: str, state: HostState) -> None: ...
+    def host_states(self) -> dict[str, HostState]: ...
+    def add_plan(self, goal: str, document: dict[str, Any], at: float) -> int: ...
+    def plan(self, plan_id: int) -> PlanRecord | None: ...
+    def plans(self) -> list[PlanRecord]: ...
+    def set_plan_status(self, plan_id: int, status: str, at: float, event: str) -> None: ...
+    def plan_events(self, plan_id: int) -> list[tuple[float, str]]: ...
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()  # one writer at a time across service threads
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """All or nothing: a failure inside leaves the store as it was."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def save_report(self, report: HostReport, at: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO hosts (name, report, reported_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET report = excluded.report, "
+                "reported_at = excluded.reported_at",
+                (report.host, json.dumps(report.to_json()), at),
+            )
+
+    def reports(self) -> list[tuple[HostReport, float]]:
+        rows = self._db.execute(
+            "SELECT report, reported_at FROM hosts WHERE report IS NOT NULL ORDER BY name"
+        ).fetchall()
+        return [(HostReport.from_json(json.loads(r)), at) for r, at in rows]
+
+    def set_host_state(self, host: str, state: HostState) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO hosts (name, state) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET state = excluded.state",
+                (host, state.value),
+            )
+
+    def host_states(self) -> dict[str, HostState]:
+        rows = self._db.execute("SELECT name, state FROM hosts").fetchall()
+        return {name: HostState(state) for name, state in rows}
+
+    def add_plan(self, goal: str, document: dict[str, Any], at: float) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO plans (created_at, goal, status, document) VALUES (?, ?, ?, ?)",
+                (at, goal, "proposed", json.dumps(document)),
+            )
+            plan_id = int(cursor.lastrowid or 0)
+            db.execute(
+                "INSERT INTO plan_events (plan_id, at, event) VALUES (?, ?, ?)",
+                (plan_id, at, "proposed"),
+            )
+        return plan_id
+
+    def plan(self, plan_id: int) -> PlanRecord | None:
+        row = self._db.execute(
+            "SELECT id, created_at, goal, status, document FROM plans WHERE id = ?", (plan_id,)
+        ).fetchone()
+        return _plan(row) if row else None
+
+    def plans(self) -> list[PlanRecord]:
+        rows = self._db.execute(
+            "SELECT id, created_at, goal, status, document FROM plans ORDER BY id"
+        ).fetchall()
+        return [_plan(r) for r in rows]
+
+    def set_plan_status(self, plan_id: int, status: str, at: float, event: str) -> None:
+        if status not in PLAN_STATUSES:
+            raise ValueError(f"status: unknown plan status '{status}'")
+        with self._transaction() as db:
+            updated = db.execute("UPDATE plans SET status = ? WHERE id = ?", (status, plan_id))
+            if updated.rowcount != 1:
+                raise KeyError(f"plan {plan_id} does not exist")
+            db.execute(
+                "INSERT INTO plan_events (plan_id, at, event) VALUES (?, ?, ?)",
+                (plan_id, at, event),
+            )
+
+    def plan_events(self, plan_id: int) -> list[tuple[float, str]]:
+        rows = self._db.execute(
+            "SELECT at, event FROM plan_events WHERE plan_id = ? ORDER BY id", (plan_id,)
+        ).fetchall()
+        return [(float(at), str(event)) for at, event in rows]
+
+
+def _plan(row: tuple[Any, ...]) -> PlanRecord:
+    plan_id, created_at, goal, status, document = row
+    return PlanRecord(int(plan_id), float(created_at), str(goal), str(status), json.loads(document))
