@@ -28,6 +28,7 @@ def frozen_map(items: Mapping[str, object] | None = None) -> MappingProxyType[st
 
 class HostState(enum.StrEnum):
     UP = "up"
+    SUSPECT = "suspect"  # its agent stopped reporting: nothing new is placed there
     MAINTENANCE = "maintenance"
     DOWN = "down"
 

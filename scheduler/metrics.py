@@ -1,0 +1,102 @@
+"""Every metric the scheduler exports, in one place.
+
+One prefix (``vmpack_``), units in names, low-cardinality labels (resource, state, goal,
+outcome; ``host`` only on per-host capacity series), counters created at zero for every label
+value so dashboards never show "no data". Cluster gauges come from a collector that reads the
+current snapshot at scrape time, so they can never go stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from scheduler.model import Cluster, HostState, active_hosts, host_loads
+
+REPORT_OUTCOMES = ("accepted", "rejected")
+GOALS = ("place", "consolidate", "balance", "evacuate")
+PLAN_STATUSES = ("proposed", "approved", "running", "done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    cluster: Cluster
+    report_age_s: dict[str, float]
+    plans_by_status: dict[str, int]
+
+
+class SchedulerMetrics:
+    def __init__(self, view: Callable[[], ClusterView]) -> None:
+        self.registry = CollectorRegistry()
+        self.reports = Counter(
+            "vmpack_reports_received", "Agent reports received", ["outcome"], registry=self.registry
+        )
+        for outcome in REPORT_OUTCOMES:
+            self.reports.labels(outcome)
+        self.solver_seconds = Histogram(
+            "vmpack_solver_seconds", "Time to decide a plan", ["goal"], registry=self.registry,
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
+        )  # fmt: skip
+        self.plans_created = Counter(
+            "vmpack_plans_created", "Plans created", ["goal"], registry=self.registry
+        )
+        for goal in GOALS:
+            self.solver_seconds.labels(goal)
+            self.plans_created.labels(goal)
+        self.registry.register(_ClusterCollector(view))
+
+
+class _ClusterCollector(Collector):
+    def __init__(self, view: Callable[[], ClusterView]) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        view = self.view()
+        cluster = view.cluster
+        placement = cluster.current_placement
+        states = GaugeMetricFamily("vmpack_hosts", "Hosts by state", labels=["state"])
+        for state in HostState:
+            states.add_metric([state.value], sum(1 for h in cluster.hosts if h.state is state))
+        yield states
+        yield GaugeMetricFamily(
+            "vmpack_active_hosts", "Hosts running VMs", value=len(active_hosts(placement))
+        )
+        yield GaugeMetricFamily("vmpack_vms", "VMs known to the scheduler", value=len(cluster.vms))
+        yield from _capacity_families(cluster)
+        age = GaugeMetricFamily(
+            "vmpack_agent_report_age_seconds", "Age of the last report", labels=["host"]
+        )
+        for host, seconds in sorted(view.report_age_s.items()):
+            age.add_metric([host], seconds)
+        yield age
+        plans = GaugeMetricFamily("vmpack_plans", "Plans by status", labels=["status"])
+        for status in PLAN_STATUSES:
+            plans.add_metric([status], view.plans_by_status.get(status, 0))
+        yield plans
+
+
+def _capacity_families(cluster: Cluster) -> Iterator[GaugeMetricFamily]:
+    loads = host_loads(cluster, cluster.current_placement)
+    capacity = GaugeMetricFamily(
+        "vmpack_host_capacity", "Allocatable amount (after overcommit)", labels=["host", "resource"]
+    )
+    allocated = GaugeMetricFamily(
+        "vmpack_host_allocated", "Allocated to VMs", labels=["host", "resource"]
+    )
+    vms = GaugeMetricFamily("vmpack_host_vms", "VMs on the host", labels=["host"])
+    residents: dict[str, int] = {}
+    for where in cluster.current_placement.values():
+        if where is not None:
+            residents[where] = residents.get(where, 0) + 1
+    for host in cluster.hosts:
+        for resource in cluster.resources:
+            capacity.add_metric([host.name, resource], host.capacity.get(resource, 0))
+            allocated.add_metric([host.name, resource], loads[host.name].get(resource, 0))
+        vms.add_metric([host.name], residents.get(host.name, 0))
+    yield capacity
+    yield allocated
+    yield vms

@@ -1,0 +1,218 @@
+"""The scheduler's HTTP API (FastAPI; the OpenAPI description is served at /openapi.json).
+
+Agents POST their reports; operators read hosts and VMs, ask where a new VM should go, and
+create, approve and cancel plans. Every call that changes anything needs the right token.
+Bad bodies get a 4xx whose ``error`` names the field, and change nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import generate_latest
+
+from agents.libvirt_probe import HostReport
+from scheduler.engine import decide_plan, plan_to_json
+from scheduler.explain import why_not_placed
+from scheduler.metrics import ClusterView, SchedulerMetrics
+from scheduler.model import DISK, MEMORY, VCPUS, VM, Cluster, Goal, HostState, Limits, Policy
+from scheduler.service.api_models import HostStateIn, PlacementIn, PlanIn, ReportIn
+from scheduler.service.auth import Role, Tokens, requires
+from scheduler.service.inventory import snapshot
+from scheduler.service.liveness import Heartbeat
+from scheduler.service.store import Store
+from scheduler.solver.search import SearchOptions, decide
+from scheduler.solver.solve import SolverSettings
+
+MAX_BODY_BYTES = 8 * 2**20
+TRANSITIONS = {
+    "approve": ({"proposed"}, "approved"),
+    "cancel": ({"proposed", "approved"}, "cancelled"),
+}
+
+
+@dataclass
+class ServiceConfig:
+    tokens: Tokens
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    policy: Policy = field(default_factory=Policy)
+    limits: Limits = field(default_factory=Limits)
+    solver_workers: int = 0
+    clock: Callable[[], float] = time.time
+
+
+def create_app(config: ServiceConfig, store: Store) -> FastAPI:
+    app = FastAPI(title="vmpack scheduler", version="1")
+    agent = Depends(requires(config.tokens, [Role.AGENT]))
+    operator = Depends(requires(config.tokens, [Role.OPERATOR]))
+
+    def current() -> tuple[Cluster, dict[str, float]]:
+        now = config.clock()
+        reports = store.reports()
+        chosen = store.host_states()
+        ages = {r.host: now - at for r, at in reports}
+        states = {
+            r.host: config.heartbeat.state(chosen.get(r.host, HostState.UP), at, now)
+            for r, at in reports
+        }
+        inventory = snapshot([r for r, _ in reports], states, config.policy, limits=config.limits)
+        return inventory.cluster, ages
+
+    def view() -> ClusterView:
+        cluster, ages = current()
+        counts: dict[str, int] = {}
+        for plan in store.plans():
+            counts[plan.status] = counts.get(plan.status, 0) + 1
+        return ClusterView(cluster, ages, counts)
+
+    metrics = SchedulerMetrics(view)
+    app.middleware("http")(_limit_body)
+    app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(HTTPException)(_http_error)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(metrics.registry).decode())
+
+    @app.post("/v1/reports", dependencies=[agent])
+    def report(body: ReportIn) -> dict[str, Any]:
+        store.save_report(HostReport.from_json(body.model_dump()), at=config.clock())
+        metrics.reports.labels("accepted").inc()
+        return {"accepted": True}
+
+    @app.get("/v1/hosts", dependencies=[operator])
+    def hosts() -> list[dict[str, Any]]:
+        cluster, ages = current()
+        residents = {h.name: 0 for h in cluster.hosts}
+        for vm in cluster.vms:
+            if vm.host is not None:
+                residents[vm.host] += 1
+        return [
+            {"name": h.name, "state": h.state.value, "capacity": dict(h.capacity),
+             "physical": dict(h.physical), "labels": dict(h.labels), "vms": residents[h.name],
+             "report_age_s": round(ages[h.name], 3)}
+            for h in cluster.hosts
+        ]  # fmt: skip
+
+    @app.put("/v1/hosts/{name}/state", dependencies=[operator])
+    def set_state(name: str, body: HostStateIn) -> dict[str, str]:
+        if name not in store.host_states():
+            raise HTTPException(404, f"host: unknown host '{name}'")
+        store.set_host_state(name, HostState(body.state))
+        return {"name": name, "state": body.state}
+
+    @app.get("/v1/vms", dependencies=[operator])
+    def vms() -> list[dict[str, Any]]:
+        cluster, _ = current()
+        return [{"name": v.name, "host": v.host, "demand": dict(v.demand)} for v in cluster.vms]
+
+    @app.post("/v1/placements", dependencies=[operator])
+    def place(body: PlacementIn) -> dict[str, Any]:
+        cluster, _ = current()
+        if body.name in cluster.vm_by_name:
+            raise HTTPException(409, f"name: VM '{body.name}' already exists")
+        new = VM(body.name, {VCPUS: body.vcpus, MEMORY: body.memory, DISK: body.disk})
+        asking = cluster.replace_vms([*cluster.vms, new])
+        options = SearchOptions(SolverSettings(10.0, config.solver_workers))
+        decision = decide(asking, Goal.PLACE, (), options)
+        host = decision.placement.get(body.name)
+        if host is None:
+            raise HTTPException(
+                409, f"no host: {why_not_placed(asking, decision.placement, body.name)}"
+            )
+        return {"vm": body.name, "host": host}
+
+    @app.post("/v1/plans", dependencies=[operator], status_code=201)
+    def create_plan(body: PlanIn) -> dict[str, Any]:
+        cluster, _ = current()
+        unknown = [h for h in body.hosts if h not in cluster.host_by_name]
+        if unknown:
+            raise HTTPException(422, f"hosts: unknown host '{unknown[0]}'")
+        if (body.goal == "evacuate") != bool(body.hosts):
+            raise HTTPException(422, "hosts: required for the evacuate goal, and only for it")
+        options = SearchOptions(SolverSettings(body.time_limit_s, config.solver_workers))
+        outcome = decide_plan(cluster, Goal(body.goal), body.hosts, options)
+        metrics.solver_seconds.labels(body.goal).observe(outcome.decision.seconds)
+        metrics.plans_created.labels(body.goal).inc()
+        document = plan_to_json(outcome) | {"evacuate": body.hosts}
+        plan_id = store.add_plan(body.goal, document, at=config.clock())
+        return {"id": plan_id, "status": "proposed", "summary": document["summary"]}
+
+    @app.get("/v1/plans", dependencies=[operator])
+    def plans() -> list[dict[str, Any]]:
+        return [
+            {"id": p.id, "goal": p.goal, "status": p.status, "created_at": p.created_at}
+            for p in store.plans()
+        ]
+
+    @app.get("/v1/plans/{plan_id}", dependencies=[operator])
+    def plan(plan_id: int) -> dict[str, Any]:
+        record = store.plan(plan_id)
+        if record is None:
+            raise HTTPException(404, f"plan: no plan {plan_id}")
+        events = [{"at": at, "event": e} for at, e in store.plan_events(plan_id)]
+        return {"id": record.id, "goal": record.goal, "status": record.status, "events": events,
+                "plan": record.document}  # fmt: skip
+
+    @app.post("/v1/plans/{plan_id}/{action}", dependencies=[operator])
+    def transition(plan_id: int, action: str) -> dict[str, Any]:
+        if action not in TRANSITIONS:
+            raise HTTPException(404, f"action: unknown action '{action}' (approve, cancel)")
+        record = store.plan(plan_id)
+        if record is None:
+            raise HTTPException(404, f"plan: no plan {plan_id}")
+        allowed_from, target = TRANSITIONS[action]
+        if record.status not in allowed_from:
+            raise HTTPException(409, f"status: cannot {action} a plan that is {record.status}")
+        store.set_plan_status(plan_id, target, at=config.clock(), event=target)
+        return {"id": plan_id, "status": target}
+
+    return app
+
+
+async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+    """Refuse oversized bodies before reading them (413), whatever their framing."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        return JSONResponse({"error": f"body: larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
+    if declared is None and request.method in ("POST", "PUT"):
+        received = 0
+        receive = request.receive
+
+        async def counted() -> MutableMapping[str, Any]:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise HTTPException(413, f"body: larger than {MAX_BODY_BYTES} bytes")
+            return message
+
+        request._receive = counted  # chunked upload: count as it arrives
+    return await call_next(request)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        reason = "unknown field"
+    return JSONResponse({"error": f"{where}: {reason}"}, status_code=422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+    )

@@ -1,0 +1,57 @@
+"""Request bodies of the scheduler API: strict shapes, so a malformed body is refused with
+the name of the field, and nothing is stored."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from scheduler.units import parse_size_mib
+
+Name = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+Count = Annotated[int, Field(ge=0, le=2**40)]
+SizeMiB = Annotated[int, BeforeValidator(parse_size_mib), Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DomainIn(Strict):
+    name: Name
+    uuid: Annotated[str, Field(min_length=1, max_length=64)]
+    vcpus: Annotated[int, Field(ge=0, le=4096)]
+    memory_mib: Count
+    disk_mib: Count
+    state: Literal["running", "paused", "shutdown", "shutoff", "crashed", "pmsuspended", "nostate"]
+    persistent: bool
+    cpu_time_ns: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+
+
+class ReportIn(Strict):
+    host: Name
+    cpus: Annotated[int, Field(gt=0, le=65536)]
+    memory_mib: Annotated[int, Field(gt=0, le=2**40)]
+    disk_mib: Count
+    domains: Annotated[list[DomainIn], Field(max_length=10_000)] = []
+    memory_free_mib: Count | None = None
+    libvirt_version: Count = 0
+    labels: dict[Name, Annotated[str, Field(max_length=253)]] = {}
+
+
+class HostStateIn(Strict):
+    state: Literal["up", "maintenance"]
+
+
+class PlacementIn(Strict):
+    name: Name
+    vcpus: Annotated[int, Field(gt=0, le=4096)]
+    memory: SizeMiB
+    disk: SizeMiB = 0
+
+
+class PlanIn(Strict):
+    goal: Literal["place", "consolidate", "balance", "evacuate"]
+    hosts: Annotated[list[Name], Field(max_length=1000)] = []
+    time_limit_s: Annotated[float, Field(gt=0, le=600)] = 30.0

@@ -1,0 +1,69 @@
+"""A real scheduler service on a loopback port, for tests: uvicorn in a thread, SQLite on
+disk, tokens for both roles, and a clock the test can move."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from scheduler.service.api import ServiceConfig, create_app
+from scheduler.service.auth import Tokens
+from scheduler.service.liveness import Heartbeat
+from scheduler.service.server import Listen, make_server, serve_in_thread
+from scheduler.service.store import SqliteStore
+
+AGENT_TOKEN = "agent-token-0123456789"
+OPERATOR_TOKEN = "operator-token-0123456789"
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Service:
+    url: str
+    clock: Clock
+    store: SqliteStore
+
+    def client(self, token: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60.0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_service(
+    db: Path, clock: Clock | None = None, port: int | None = None
+) -> Iterator[Service]:
+    clock = clock or Clock()
+    store = SqliteStore(db)
+    config = ServiceConfig(
+        Tokens((AGENT_TOKEN,), (OPERATOR_TOKEN,)),
+        Heartbeat(30.0, 120.0),
+        solver_workers=1,
+        clock=clock,
+    )
+    port = port or free_port()
+    server = make_server(create_app(config, store), Listen("127.0.0.1", port))
+    thread = serve_in_thread(server)
+    try:
+        yield Service(f"http://127.0.0.1:{port}", clock, store)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        store.close()

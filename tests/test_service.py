@@ -1,0 +1,181 @@
+"""The scheduler service over real HTTP on loopback, with real SQLite and the real agent loop
+reading libvirt's test driver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.agent import Agent, AgentConfig
+from agents.libvirt_probe import probe
+from scheduler.check import check_plan
+from scheduler.engine import plan_from_json
+from scheduler.service.server import Listen
+from tests.libvirt_hosts import Guest, connect, write_host
+from tests.service_harness import AGENT_TOKEN, OPERATOR_TOKEN, Service, free_port, running_service
+
+
+def agents_for(tmp_path: Path, service: Service) -> list[Agent]:
+    layout = [
+        [Guest("web1", 4096, 2), Guest("db1", 8192, 4)],
+        [Guest("web2", 4096, 2)],
+        [Guest("cache1", 2048, 1), Guest("old", 1024, 1, "shutoff")],
+    ]
+    agents = []
+    for i, guests in enumerate(layout, start=1):
+        uri = write_host(tmp_path, i, 16, 64, guests)
+        conn = connect(uri)  # the test driver keeps state per connection: share one
+        config = AgentConfig(f"kvm-0{i}", uri, service.url, AGENT_TOKEN, labels={"rack": "r1"})
+        agents.append(Agent(config, connect=lambda _uri, c=conn: c))
+    return agents
+
+
+def test_agents_report_and_operator_plans(tmp_path: Path) -> None:
+    with running_service(tmp_path / "vmpack.db") as service:
+        assert all(agent.beat() for agent in agents_for(tmp_path, service))
+        ops = service.client(OPERATOR_TOKEN)
+        hosts = ops.get("/v1/hosts").json()
+        assert [(h["name"], h["state"], h["vms"]) for h in hosts] == [
+            ("kvm-01", "up", 2),
+            ("kvm-02", "up", 1),
+            ("kvm-03", "up", 1),
+        ]
+        assert sorted(v["name"] for v in ops.get("/v1/vms").json()) == [
+            "cache1",
+            "db1",
+            "web1",
+            "web2",
+        ]
+
+        created = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 5})
+        assert created.status_code == 201
+        summary = created.json()["summary"]
+        assert (summary["active_hosts_before"], summary["active_hosts_after"]) == (3, 1)
+        plan_id = created.json()["id"]
+        document = ops.get(f"/v1/plans/{plan_id}").json()
+        assert document["status"] == "proposed"
+        # The stored plan passes the independent checker against the same snapshot.
+        from scheduler.service.inventory import snapshot
+
+        reports = [r for r, _ in service.store.reports()]
+        assert check_plan(snapshot(reports).cluster, plan_from_json(document["plan"])) == []
+
+        assert ops.post(f"/v1/plans/{plan_id}/approve").json()["status"] == "approved"
+        again = ops.post(f"/v1/plans/{plan_id}/approve")
+        assert (
+            again.status_code == 409
+            and again.json()["error"] == "status: cannot approve a plan that is approved"
+        )
+        assert ops.post(f"/v1/plans/{plan_id}/cancel").json()["status"] == "cancelled"
+        events = [e["event"] for e in ops.get(f"/v1/plans/{plan_id}").json()["events"]]
+        assert events == ["proposed", "approved", "cancelled"]
+
+
+def test_placement_of_a_new_vm(tmp_path: Path) -> None:
+    with running_service(tmp_path / "vmpack.db") as service:
+        for agent in agents_for(tmp_path, service):
+            agent.beat()
+        ops = service.client(OPERATOR_TOKEN)
+        answer = ops.post("/v1/placements", json={"name": "new1", "vcpus": 2, "memory": "8GiB"})
+        assert answer.status_code == 200 and answer.json()["host"] in ("kvm-01", "kvm-02", "kvm-03")
+        too_big = ops.post(
+            "/v1/placements", json={"name": "huge", "vcpus": 2, "memory": "63GiB"}
+        )  # most free: 62 GiB on kvm-03
+        assert too_big.status_code == 409
+        assert too_big.json()["error"].startswith("no host: huge (needs 2 vcpus, 63.0 GiB memory)")
+        taken = ops.post("/v1/placements", json={"name": "web1", "vcpus": 1, "memory": "1GiB"})
+        assert (
+            taken.status_code == 409 and taken.json()["error"] == "name: VM 'web1' already exists"
+        )
+
+
+def test_security_refusals_change_nothing(tmp_path: Path) -> None:
+    with running_service(tmp_path / "vmpack.db") as service:
+        report = probe(
+            connect(write_host(tmp_path, 1, 8, 32, [Guest("a", 1024)])), "kvm-01"
+        ).to_json()
+        anonymous, agent, ops = (
+            service.client(None),
+            service.client(AGENT_TOKEN),
+            service.client(OPERATOR_TOKEN),
+        )
+        wrong = service.client("not-a-known-token-at-all")
+        assert anonymous.post("/v1/reports", json=report).status_code == 401
+        assert wrong.post("/v1/reports", json=report).status_code == 401
+        assert ops.post("/v1/reports", json=report).status_code == 403  # operators do not report
+        assert agent.get("/v1/hosts").status_code == 403  # agents do not read the inventory
+        assert agent.post("/v1/plans", json={"goal": "consolidate"}).status_code == 403
+        assert anonymous.get("/v1/plans").status_code == 401
+        bad = dict(report, cpus=-4)
+        refused = agent.post("/v1/reports", json=bad)
+        assert refused.status_code == 422 and refused.json()["error"].startswith("cpus: ")
+        extra = agent.post("/v1/reports", json=dict(report, cpu=4))
+        assert extra.json()["error"] == "cpu: unknown field"
+        nested = dict(report, domains=[dict(report["domains"][0], state="dancing")])
+        assert (
+            agent.post("/v1/reports", json=nested).json()["error"].startswith("domains.0.state: ")
+        )
+        huge = agent.post(
+            "/v1/reports", content=b"x" * (9 * 2**20), headers={"Content-Type": "application/json"}
+        )
+        assert huge.status_code == 413
+        assert service.store.reports() == [] and service.store.plans() == []
+        plan = ops.post("/v1/plans", json={"goal": "evacuate", "hosts": ["nope"]})
+        assert plan.status_code == 422 and plan.json()["error"] == "hosts: unknown host 'nope'"
+        assert ops.post("/v1/plans", json={"goal": "shuffle"}).json()["error"].startswith("goal: ")
+        assert service.store.plans() == []
+
+
+def test_heartbeats_make_hosts_suspect_then_down(tmp_path: Path) -> None:
+    with running_service(tmp_path / "vmpack.db") as service:
+        agents = agents_for(tmp_path, service)
+        for agent in agents:
+            agent.beat()
+        ops = service.client(OPERATOR_TOKEN)
+        service.clock.now += 40  # past suspect_after (30 s); kvm-01 reports again, others not
+        agents[0].beat()
+        states = {h["name"]: h["state"] for h in ops.get("/v1/hosts").json()}
+        assert states == {"kvm-01": "up", "kvm-02": "suspect", "kvm-03": "suspect"}
+        service.clock.now += 100  # kvm-02 and kvm-03 silent for 140 s > down_after (120 s)
+        agents[0].beat()
+        states = {h["name"]: h["state"] for h in ops.get("/v1/hosts").json()}
+        assert states == {"kvm-01": "up", "kvm-02": "down", "kvm-03": "down"}
+        metrics = ops.get("/metrics").text
+        assert 'vmpack_hosts{state="down"} 2.0' in metrics
+        assert 'vmpack_reports_received_total{outcome="accepted"} 5.0' in metrics
+        # A plan never targets hosts that are down: their VMs wait for a host (restart).
+        created = ops.post("/v1/plans", json={"goal": "place", "time_limit_s": 5}).json()
+        placements = ops.get(f"/v1/plans/{created['id']}").json()["plan"]["placements"]
+        assert {p["to"] for p in placements} == {"kvm-01"}
+
+
+def test_restart_loses_nothing_and_agent_catches_up(tmp_path: Path) -> None:
+    db, port = tmp_path / "vmpack.db", free_port()
+    with running_service(db, port=port) as service:
+        agents = agents_for(tmp_path, service)
+        agents[0].beat()
+        ops = service.client(OPERATOR_TOKEN)
+        plan_id = ops.post("/v1/plans", json={"goal": "balance", "time_limit_s": 2}).json()["id"]
+    assert not agents[0].beat()  # scheduler gone: the agent records it and carries on
+    assert agents[0].status.reports_failed == 1 and "scheduler" in agents[0].status.last_error
+    with running_service(db, port=port) as service:
+        ops = service.client(OPERATOR_TOKEN)
+        assert ops.get(f"/v1/plans/{plan_id}").json()["status"] == "proposed"
+        assert [h["name"] for h in ops.get("/v1/hosts").json()] == ["kvm-01"]
+        assert agents[0].beat() and agents[0].status.reports_sent == 2
+
+
+def test_plain_http_only_on_loopback() -> None:
+    with pytest.raises(ValueError, match="plain HTTP is only served on loopback"):
+        Listen("0.0.0.0", 8700).check()
+    Listen("0.0.0.0", 8700, allow_plain_http=True).check()
+    Listen("::1", 8700).check()
+
+
+def test_openapi_describes_the_api(tmp_path: Path) -> None:
+    with running_service(tmp_path / "vmpack.db") as service:
+        spec = service.client(None).get("/openapi.json").json()
+        assert {"/v1/reports", "/v1/hosts", "/v1/plans", "/v1/placements", "/health"} <= set(
+            spec["paths"]
+        )
