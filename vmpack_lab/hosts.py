@@ -1,0 +1,149 @@
+"""Several independent libvirtd "hosts" on one machine, for tests and demos.
+
+Each host is a real ``libvirtd --listen`` in its own mount and UTS namespace, with its own
+config, state and run directories (bind-mounted over /etc/libvirt and friends inside the
+namespace, so the machine's own libvirt is never touched), its own ``host_uuid`` (libvirt
+refuses to migrate between hosts with equal UUIDs), its own TCP port and QEMU migration port
+range. QEMU runs as root without cgroups or virtlogd, which this kind of machine lacks.
+Everything started is stopped by pid, never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+
+MOUNTS = {
+    "etc": "/etc/libvirt",
+    "run": "/run/libvirt",
+    "lib": "/var/lib/libvirt",
+    "cache": "/var/cache/libvirt",
+    "log": "/var/log/libvirt",
+}
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    base: Path
+    port: int
+    migration_port_min: int
+    address: str = "127.0.0.1"
+
+    @property
+    def root(self) -> Path:
+        return self.base / self.name
+
+    @property
+    def uri(self) -> str:
+        return f"qemu+tcp://{self.address}:{self.port}/system"
+
+    @property
+    def host_uuid(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.name}.vmpack-lab"))
+
+
+def ensure_qemu_user() -> None:
+    """libvirtd's QEMU driver resolves its compiled-in user at start, before qemu.conf."""
+    if subprocess.run(["getent", "group", "libvirt-qemu"], capture_output=True).returncode:
+        subprocess.run(["groupadd", "-r", "libvirt-qemu"], check=True)
+    if subprocess.run(["getent", "passwd", "libvirt-qemu"], capture_output=True).returncode:
+        subprocess.run(
+            [
+                "useradd",
+                "-r",
+                "-g",
+                "libvirt-qemu",
+                "-d",
+                "/var/lib/libvirt",
+                "-s",
+                "/usr/sbin/nologin",
+                "libvirt-qemu",
+            ],
+            check=True,
+        )
+
+
+def _write_config(host: LabHost) -> None:
+    for sub in (*MOUNTS, "etc/qemu", "log/qemu"):
+        (host.root / sub).mkdir(parents=True, exist_ok=True)
+    (host.root / "etc" / "libvirtd.conf").write_text(
+        "listen_tls = 0\nlisten_tcp = 1\n"
+        f'listen_addr = "{host.address}"\ntcp_port = "{host.port}"\n'
+        'auth_tcp = "none"\nauth_unix_rw = "none"\nunix_sock_group = "root"\n'
+        f'unix_sock_rw_perms = "0770"\nhost_uuid = "{host.host_uuid}"\n'
+        f'log_outputs = "2:file:{host.root}/libvirtd.log"\n'
+    )
+    (host.root / "etc" / "qemu.conf").write_text(
+        'user = "root"\ngroup = "root"\ndynamic_ownership = 0\nremember_owner = 0\n'
+        'security_driver = "none"\nstdio_handler = "file"\ncgroup_controllers = [ ]\n'
+        f"migration_port_min = {host.migration_port_min}\n"
+        f"migration_port_max = {host.migration_port_min + 31}\n"
+    )
+
+
+def start(host: LabHost, timeout_s: float = 30.0) -> None:
+    ensure_qemu_user()
+    _write_config(host)
+    for target in MOUNTS.values():
+        Path(target).mkdir(parents=True, exist_ok=True)
+    binds = "\n".join(f"mount --bind {host.root / sub} {target}" for sub, target in MOUNTS.items())
+    inner = (
+        f"set -e\nhostname {host.name}\nmount --make-rprivate /\n{binds}\n"
+        f"exec /usr/sbin/libvirtd --listen -p {host.root / 'libvirtd.pid'}\n"
+    )
+    with open(host.root / "stdout.log", "wb") as out:
+        subprocess.Popen(
+            ["unshare", "-m", "-u", "sh", "-c", inner],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            libvirt.open(host.uri).close()
+            return
+        except libvirt.libvirtError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{host.name}: libvirtd did not come up; see {host.root}/stdout.log")
+
+
+def stop(host: LabHost) -> None:
+    """Stop this host's guests (QEMU outlives libvirtd), then its libvirtd."""
+    for pid_file in (host.root / "run" / "qemu").glob("*.pid"):
+        if pid_file.name != "driver.pid":
+            _kill_if(pid_file, "qemu-system")
+    _kill_if(host.root / "libvirtd.pid", "libvirtd", wait_s=10.0)
+
+
+def kill_guests(host: LabHost) -> list[int]:
+    """What a host failure looks like from outside: its guests' QEMU processes die."""
+    return [pid for f in (host.root / "run" / "qemu").glob("*.pid") if f.name != "driver.pid"
+            if (pid := _kill_if(f, "qemu-system", sig=signal.SIGKILL))]  # fmt: skip
+
+
+def _kill_if(pid_file: Path, expected: str, sig: int = signal.SIGTERM, wait_s: float = 5.0) -> int:
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return 0
+    if expected.encode() not in cmdline:
+        return 0  # the pid was reused by something else: leave it alone
+    os.kill(pid, sig)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.05)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def lab_hosts(count: int, base: Path, first_port: int = 16600) -> list[LabHost]:
+    return [LabHost(f"lab{i + 1}", base, first_port + i, 49152 + 64 * i) for i in range(count)]
