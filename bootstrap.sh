@@ -6,13 +6,19 @@ cd "$(dirname "$0")"
 
 need_apt=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv python3-pip)
-command -v gcc >/dev/null || need_apt+=(gcc python3-dev)
-# libvirt-python builds against libvirt's headers.
-pkg-config --exists libvirt 2>/dev/null || need_apt+=(libvirt-dev pkg-config)
+command -v gcc >/dev/null || need_apt+=(gcc)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+  || need_apt+=(python3-dev)
+# libvirt-python builds against libvirt's headers; the lab (and its tests) runs libvirtd and
+# QEMU guests, and fetches a kernel and busybox with apt-get download.
+for package in libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
+               qemu-system-x86 iproute2; do
+  dpkg -s "$package" >/dev/null 2>&1 || need_apt+=("$package")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -1,8 +1,12 @@
-"""The host agent's loop: probe libvirt, report to the scheduler, again every interval.
+"""The host agent's loop: probe libvirt, report to the scheduler, take its orders.
 
 It survives libvirt and scheduler restarts: a failed probe reconnects to libvirt with
 exponential backoff, a failed report is retried at the next beat with the newest report (a
 scheduler that comes back catches up at once), and nothing in the loop lets an error out.
+
+Orders are pulled from the scheduler over the authenticated connection the agent opened
+itself, so an agent takes orders from its scheduler and from nobody else. Each migration runs
+in a thread of its own; an order cancelled meanwhile aborts the libvirt job.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import httpx
 import libvirt
 
 from agents.libvirt_probe import HostReport, probe
+from agents.migrate import MigrationOrder, migrate
 
 log = logging.getLogger("vmpack.agent")
 
@@ -30,6 +35,8 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     max_backoff_s: float = 60.0
     ca_file: str | None = None  # to verify the scheduler's TLS certificate
+    advertise_uri: str = ""  # how other hosts' libvirtd reach ours (default: libvirt_uri)
+    migration_address: str = ""  # where incoming migration streams connect, if not advertised
 
 
 @dataclass
@@ -37,6 +44,8 @@ class AgentStatus:
     reports_sent: int = 0
     reports_failed: int = 0
     probes_failed: int = 0
+    migrations_done: int = 0
+    migrations_failed: int = 0
     last_error: str = ""
 
 
@@ -49,6 +58,9 @@ class Agent:
         self.status = AgentStatus()
         self.stopping = threading.Event()
         self._conn: libvirt.virConnect | None = None
+        self._lock = threading.Lock()  # the HTTP client is shared with migration threads
+        self._running: dict[int, threading.Event] = {}
+        self._workers: list[threading.Thread] = []
         self._http = httpx.Client(
             base_url=config.scheduler_url, timeout=10.0, verify=config.ca_file or True,
             headers={"Authorization": f"Bearer {config.token}"},
@@ -66,15 +78,86 @@ class Agent:
         self.stopping.set()
 
     def beat(self) -> bool:
-        """One probe and one report; False if either failed."""
+        """One probe, one report and a look at the orders; False if the report failed."""
         report = self._probe()
-        return report is not None and self._send(report)
+        sent = report is not None and self._send(report)
+        if sent:
+            self._take_orders()
+        return sent
+
+    def wait_for_migrations(self, timeout_s: float) -> None:
+        for worker in list(self._workers):
+            worker.join(timeout_s)
+
+    def _take_orders(self) -> None:
+        try:
+            with self._lock:
+                response = self._http.get("/v1/orders", params={"host": self.config.host})
+        except httpx.HTTPError as exc:
+            self.status.last_error = f"scheduler: {exc}"
+            return
+        if response.status_code != 200:
+            self.status.last_error = f"scheduler: {response.status_code} {response.text[:200]}"
+            return
+        for order in response.json():
+            order_id = int(order["id"])
+            if order["status"] == "cancelled" and order_id in self._running:
+                self._running[order_id].set()
+            elif order["status"] == "pending" and order_id not in self._running:
+                self._running[order_id] = threading.Event()
+                worker = threading.Thread(target=self._carry_out, args=(order,), daemon=True)
+                self._workers.append(worker)
+                worker.start()
+
+    def _carry_out(self, order: dict[str, object]) -> None:
+        order_id = int(str(order["id"]))
+        cancel = self._running[order_id]
+        self._post_order(order_id, {"status": "running"})
+        conn = self._conn if self._conn is not None else self.connect(self.config.libvirt_uri)
+        result = migrate(
+            conn,
+            MigrationOrder(
+                order_id, str(order["vm"]), str(order["target_uri"]),
+                int(str(order.get("bandwidth_mib_s", 0))), float(str(order.get("timeout_s", 300))),
+                str(order.get("migration_address") or "") or None,
+            ),
+            cancel=cancel,
+        )  # fmt: skip
+        state = "succeeded" if result.ok else "failed"
+        outcome = {
+            "status": state,
+            "error": result.error,
+            "seconds": round(result.seconds, 3),
+            "downtime_ms": result.downtime_ms,
+        }
+        if result.ok:
+            self.status.migrations_done += 1
+        else:
+            self.status.migrations_failed += 1
+        self._post_order(order_id, {k: v for k, v in outcome.items() if v is not None})
+        del self._running[order_id]
+        report = self._probe()  # the scheduler should see the move at once
+        if report is not None:
+            self._send(report)
+
+    def _post_order(self, order_id: int, body: dict[str, object]) -> None:
+        try:
+            with self._lock:
+                response = self._http.post(f"/v1/orders/{order_id}", json=body)
+            if response.status_code != 200:
+                self.status.last_error = f"scheduler: {response.status_code} {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            self.status.last_error = f"scheduler: {exc}"
 
     def _probe(self) -> HostReport | None:
         try:
             if self._conn is None or not self._conn.isAlive():
                 self._conn = self.connect(self.config.libvirt_uri)
-            return probe(self._conn, self.config.host, self.config.labels)
+            return probe(
+                self._conn, self.config.host, self.config.labels,
+                self.config.advertise_uri or self.config.libvirt_uri,
+                self.config.migration_address,
+            )  # fmt: skip
         except libvirt.libvirtError as exc:
             self._conn = None  # reconnect at the next beat
             self.status.probes_failed += 1
@@ -84,7 +167,8 @@ class Agent:
 
     def _send(self, report: HostReport) -> bool:
         try:
-            response = self._http.post("/v1/reports", json=report.to_json())
+            with self._lock:
+                response = self._http.post("/v1/reports", json=report.to_json())
         except httpx.HTTPError as exc:
             return self._failed(f"scheduler: {exc}")
         if response.status_code != 200:

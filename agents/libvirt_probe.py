@@ -62,6 +62,8 @@ class HostReport:
     memory_free_mib: int | None = None
     libvirt_version: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    libvirt_uri: str = ""  # how other hosts' libvirtd reach this one, for migrations
+    migration_address: str = ""  # where incoming migration streams connect, if not advertised
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -74,7 +76,13 @@ class HostReport:
         return HostReport(**{**data, "domains": domains})
 
 
-def probe(conn: libvirt.virConnect, host: str, labels: dict[str, str] | None = None) -> HostReport:
+def probe(
+    conn: libvirt.virConnect,
+    host: str,
+    labels: dict[str, str] | None = None,
+    libvirt_uri: str = "",
+    migration_address: str = "",
+) -> HostReport:
     """Read the host and every domain defined on it through one libvirt connection."""
     _model, memory_mib, cpus, *_ = conn.getInfo()
     return HostReport(
@@ -86,6 +94,8 @@ def probe(conn: libvirt.virConnect, host: str, labels: dict[str, str] | None = N
         memory_free_mib=_free_memory_mib(conn),
         libvirt_version=int(conn.getLibVersion()),
         labels=dict(labels or {}),
+        libvirt_uri=libvirt_uri,
+        migration_address=migration_address,
     )
 
 

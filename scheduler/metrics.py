@@ -19,6 +19,7 @@ from scheduler.model import Cluster, HostState, active_hosts, host_loads
 
 REPORT_OUTCOMES = ("accepted", "rejected")
 GOALS = ("place", "consolidate", "balance", "evacuate")
+MIGRATION_OUTCOMES = ("succeeded", "failed")
 PLAN_STATUSES = ("proposed", "approved", "running", "done", "failed", "cancelled")
 
 
@@ -27,6 +28,7 @@ class ClusterView:
     cluster: Cluster
     report_age_s: dict[str, float]
     plans_by_status: dict[str, int]
+    migrations_in_flight: int = 0
 
 
 class SchedulerMetrics:
@@ -47,6 +49,19 @@ class SchedulerMetrics:
         for goal in GOALS:
             self.solver_seconds.labels(goal)
             self.plans_created.labels(goal)
+        self.migrations = Counter(
+            "vmpack_migrations", "Live migrations by outcome", ["outcome"], registry=self.registry
+        )
+        for outcome in MIGRATION_OUTCOMES:
+            self.migrations.labels(outcome)
+        self.migration_seconds = Histogram(
+            "vmpack_migration_seconds", "Duration of successful live migrations",
+            registry=self.registry, buckets=(1, 2, 5, 10, 30, 60, 120, 300),
+        )  # fmt: skip
+        self.migration_downtime = Histogram(
+            "vmpack_migration_downtime_seconds", "Guest downtime of live migrations (libvirt job)",
+            registry=self.registry, buckets=(0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+        )  # fmt: skip
         self.registry.register(_ClusterCollector(view))
 
 
@@ -77,6 +92,11 @@ class _ClusterCollector(Collector):
         for status in PLAN_STATUSES:
             plans.add_metric([status], view.plans_by_status.get(status, 0))
         yield plans
+        yield GaugeMetricFamily(
+            "vmpack_migrations_in_flight",
+            "Migration orders not finished",
+            value=view.migrations_in_flight,
+        )
 
 
 def _capacity_families(cluster: Cluster) -> Iterator[GaugeMetricFamily]:

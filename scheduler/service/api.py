@@ -22,8 +22,15 @@ from scheduler.engine import decide_plan, plan_to_json
 from scheduler.explain import why_not_placed
 from scheduler.metrics import ClusterView, SchedulerMetrics
 from scheduler.model import DISK, MEMORY, VCPUS, VM, Cluster, Goal, HostState, Limits, Policy
-from scheduler.service.api_models import HostStateIn, PlacementIn, PlanIn, ReportIn
+from scheduler.service.api_models import (
+    HostStateIn,
+    OrderUpdateIn,
+    PlacementIn,
+    PlanIn,
+    ReportIn,
+)
 from scheduler.service.auth import Role, Tokens, requires
+from scheduler.service.executor import ExecutionPolicy, Executor
 from scheduler.service.inventory import snapshot
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.store import Store
@@ -33,7 +40,8 @@ from scheduler.solver.solve import SolverSettings
 MAX_BODY_BYTES = 8 * 2**20
 TRANSITIONS = {
     "approve": ({"proposed"}, "approved"),
-    "cancel": ({"proposed", "approved"}, "cancelled"),
+    "apply": ({"approved"}, "running"),
+    "cancel": ({"proposed", "approved", "running"}, "cancelled"),
 }
 
 
@@ -45,6 +53,7 @@ class ServiceConfig:
     limits: Limits = field(default_factory=Limits)
     solver_workers: int = 0
     clock: Callable[[], float] = time.time
+    execution: ExecutionPolicy = field(default_factory=ExecutionPolicy)
 
 
 def create_app(config: ServiceConfig, store: Store) -> FastAPI:
@@ -69,9 +78,26 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         counts: dict[str, int] = {}
         for plan in store.plans():
             counts[plan.status] = counts.get(plan.status, 0) + 1
-        return ClusterView(cluster, ages, counts)
+        in_flight = sum(1 for o in store.orders() if o.status in ("pending", "running"))
+        return ClusterView(cluster, ages, counts, in_flight)
 
     metrics = SchedulerMetrics(view)
+
+    def host_details(host: str) -> dict[str, Any]:
+        for report, _ in store.reports():
+            if report.host == host:
+                return {
+                    "target_uri": report.libvirt_uri,
+                    "migration_address": report.migration_address,
+                }
+        return {}
+
+    executor = Executor(
+        store, lambda: current()[0], config.clock, config.execution, host_details,
+        on_outcome=lambda outcome: metrics.migrations.labels(outcome).inc(),
+    )  # fmt: skip
+    app.state.executor = executor
+    executor.resume()
     app.middleware("http")(_limit_body)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(HTTPException)(_http_error)
@@ -167,15 +193,46 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
     @app.post("/v1/plans/{plan_id}/{action}", dependencies=[operator])
     def transition(plan_id: int, action: str) -> dict[str, Any]:
         if action not in TRANSITIONS:
-            raise HTTPException(404, f"action: unknown action '{action}' (approve, cancel)")
+            raise HTTPException(404, f"action: unknown action '{action}' (approve, apply, cancel)")
         record = store.plan(plan_id)
         if record is None:
             raise HTTPException(404, f"plan: no plan {plan_id}")
         allowed_from, target = TRANSITIONS[action]
         if record.status not in allowed_from:
             raise HTTPException(409, f"status: cannot {action} a plan that is {record.status}")
+        if record.status == "running":  # the executor stops it and records the outcome
+            executor.cancel(plan_id)
+            return {"id": plan_id, "status": "cancelling"}
         store.set_plan_status(plan_id, target, at=config.clock(), event=target)
+        if action == "apply":
+            executor.start(plan_id)
         return {"id": plan_id, "status": target}
+
+    @app.get("/v1/orders", dependencies=[agent])
+    def orders(host: str) -> list[dict[str, Any]]:
+        """Open orders of a host's agent, and those cancelled while it runs them."""
+        wanted = ("pending", "running", "cancelled")
+        return [
+            {"id": o.id, "vm": o.vm, "target": o.target, "status": o.status, **o.details}
+            for o in store.orders(host=host)
+            if o.status in wanted
+            and (o.status != "cancelled" or config.clock() - o.updated_at < 600)
+        ]
+
+    @app.post("/v1/orders/{order_id}", dependencies=[agent])
+    def order_update(order_id: int, body: OrderUpdateIn) -> dict[str, Any]:
+        fields = body.model_dump(exclude={"status"}, exclude_none=True)
+        try:
+            order = store.update_order(order_id, body.status, config.clock(), **fields)
+        except KeyError as exc:
+            raise HTTPException(404, f"order: {exc.args[0]}") from None
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+        if body.status == "succeeded" and body.seconds is not None:
+            metrics.migration_seconds.observe(body.seconds)
+        if body.downtime_ms is not None:
+            metrics.migration_downtime.observe(body.downtime_ms / 1000)
+        return {"id": order.id, "status": order.status}
 
     return app
 

@@ -38,6 +38,15 @@ class ReportIn(Strict):
     memory_free_mib: Count | None = None
     libvirt_version: Count = 0
     labels: dict[Name, Annotated[str, Field(max_length=253)]] = {}
+    libvirt_uri: Annotated[str, Field(max_length=1024)] = ""
+    migration_address: Annotated[str, Field(max_length=253)] = ""
+
+
+class OrderUpdateIn(Strict):
+    status: Literal["running", "succeeded", "failed"]
+    error: Annotated[str, Field(max_length=4096)] = ""
+    downtime_ms: Annotated[int, Field(ge=0)] | None = None
+    seconds: Annotated[float, Field(ge=0)] | None = None
 
 
 class HostStateIn(Strict):

@@ -33,6 +33,19 @@ CREATE TABLE IF NOT EXISTS plans (
     status TEXT NOT NULL,
     document TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS orders (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    plan_id INTEGER NOT NULL REFERENCES plans(id),
+    vm TEXT NOT NULL,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    downtime_ms INTEGER,
+    seconds REAL,
+    updated_at REAL NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
+);
 CREATE TABLE IF NOT EXISTS plan_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     plan_id INTEGER NOT NULL REFERENCES plans(id),
@@ -41,6 +54,23 @@ CREATE TABLE IF NOT EXISTS plan_events (
 );
 """
 PLAN_STATUSES = ("proposed", "approved", "running", "done", "failed", "cancelled")
+ORDER_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+OPEN_ORDERS = ("pending", "running")
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    id: int
+    plan_id: int
+    vm: str
+    source: str
+    target: str
+    status: str
+    error: str
+    downtime_ms: int | None
+    seconds: float | None
+    updated_at: float
+    details: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -61,7 +91,13 @@ class Store(Protocol):
     def plan(self, plan_id: int) -> PlanRecord | None: ...
     def plans(self) -> list[PlanRecord]: ...
     def set_plan_status(self, plan_id: int, status: str, at: float, event: str) -> None: ...
+    def add_plan_event(self, plan_id: int, at: float, event: str) -> None: ...
     def plan_events(self, plan_id: int) -> list[tuple[float, str]]: ...
+    def add_order(
+        self, plan_id: int, vm: str, source: str, target: str, at: float, details: dict[str, Any]
+    ) -> int: ...
+    def orders(self, plan_id: int | None = None, host: str | None = None) -> list[OrderRecord]: ...
+    def update_order(self, order_id: int, status: str, at: float, **fields: Any) -> OrderRecord: ...
 
 
 class SqliteStore:
@@ -140,6 +176,7 @@ class SqliteStore:
         return [_plan(r) for r in rows]
 
     def set_plan_status(self, plan_id: int, status: str, at: float, event: str) -> None:
+        """Record a plan's new status and why (the event, kept in order)."""
         if status not in PLAN_STATUSES:
             raise ValueError(f"status: unknown plan status '{status}'")
         with self._transaction() as db:
@@ -151,11 +188,77 @@ class SqliteStore:
                 (plan_id, at, event),
             )
 
+    def add_plan_event(self, plan_id: int, at: float, event: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO plan_events (plan_id, at, event) VALUES (?, ?, ?)",
+                (plan_id, at, event),
+            )
+
     def plan_events(self, plan_id: int) -> list[tuple[float, str]]:
         rows = self._db.execute(
             "SELECT at, event FROM plan_events WHERE plan_id = ? ORDER BY id", (plan_id,)
         ).fetchall()
         return [(float(at), str(event)) for at, event in rows]
+
+    def add_order(
+        self, plan_id: int, vm: str, source: str, target: str, at: float, details: dict[str, Any]
+    ) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO orders (plan_id, vm, source, target, status, updated_at, details) "
+                "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                (plan_id, vm, source, target, at, json.dumps(details)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def orders(self, plan_id: int | None = None, host: str | None = None) -> list[OrderRecord]:
+        query, args = f"SELECT {ORDER_COLUMNS} FROM orders WHERE 1 = 1", list[object]()
+        if plan_id is not None:
+            query, args = query + " AND plan_id = ?", [*args, plan_id]
+        if host is not None:
+            query, args = query + " AND source = ?", [*args, host]
+        return [_order(r) for r in self._db.execute(query + " ORDER BY id", args).fetchall()]
+
+    def update_order(self, order_id: int, status: str, at: float, **fields: Any) -> OrderRecord:
+        """Move an order on; a finished order (succeeded, failed, cancelled) never changes."""
+        if status not in ORDER_STATUSES:
+            raise ValueError(f"status: unknown order status '{status}'")
+        allowed = {"error", "downtime_ms", "seconds"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"{sorted(unknown)[0]}: not a field of an order")
+        with self._transaction() as db:
+            row = db.execute(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", (order_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"order {order_id} does not exist")
+            if _order(row).status not in OPEN_ORDERS:
+                raise ValueError(f"status: order {order_id} is already {_order(row).status}")
+            sets = "".join(f", {k} = ?" for k in fields)  # names checked against ``allowed``
+            db.execute(
+                f"UPDATE orders SET status = ?, updated_at = ?{sets} WHERE id = ?",
+                (status, at, *fields.values(), order_id),
+            )
+            updated = db.execute(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", (order_id,)
+            ).fetchone()
+        return _order(updated)
+
+
+ORDER_COLUMNS = (
+    "id, plan_id, vm, source, target, status, error, downtime_ms, seconds, updated_at, details"
+)
+
+
+def _order(row: tuple[Any, ...]) -> OrderRecord:
+    order_id, plan_id, vm, source, target, status, error, downtime, seconds, at, details = row
+    return OrderRecord(
+        int(order_id), int(plan_id), vm, source, target, status, error,
+        None if downtime is None else int(downtime), None if seconds is None else float(seconds),
+        float(at), json.loads(details),
+    )  # fmt: skip
 
 
 def _plan(row: tuple[Any, ...]) -> PlanRecord:

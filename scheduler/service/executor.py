@@ -1,0 +1,249 @@
+"""Carrying out a plan: a rolling window of live migrations, re-checked before each start.
+
+Not fixed waves: whenever a slot is free (``max_parallel``, ``max_parallel_per_host``) the
+next move of the plan is checked against the latest snapshot, with every migration in flight
+counted on both its hosts: is the VM still on the source, is the destination up, is there
+room, do the hard rules still hold? If so an order goes to the source host's agent, which
+pulls it, migrates through libvirt and reports the outcome. A failed migration leaves the VM
+on its source (the agent checks); the plan then stops (or carries on, by policy).
+
+``next_moves`` is the decision and is pure; ``Executor`` is the loop around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from scheduler.model import Cluster, HostState
+from scheduler.rules import Affinity
+from scheduler.service.store import OPEN_ORDERS, OrderRecord, Store
+from scheduler.state import PlacementState
+
+log = logging.getLogger("vmpack.executor")
+
+
+@dataclass(frozen=True)
+class PlannedMove:
+    index: int  # position in the plan: a VM parked on the way has two moves
+    vm: str
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class ExecutionPolicy:
+    on_failure: str = "stop"  # "stop": no new migrations after a failure; "continue"
+    bandwidth_mib_s: int = 0
+    migration_timeout_s: float = 300.0
+    order_timeout_s: float = 600.0  # an order no agent picked up or finished in this time fails
+    tick_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class Decision:
+    start: list[PlannedMove]
+    already_done: list[PlannedMove]
+    impossible: list[tuple[PlannedMove, str]]
+
+
+def next_moves(
+    cluster: Cluster, remaining: Sequence[PlannedMove], in_flight: Sequence[PlannedMove]
+) -> Decision:
+    state = PlacementState(cluster, cluster.current_placement)
+    busy: Counter[str] = Counter()
+    for move in in_flight:
+        if move.vm in state.presence and move.target not in state.presence[move.vm]:
+            state.add(move.vm, move.target)  # present on both hosts while it migrates
+        busy.update((move.source, move.target))
+    limits = cluster.limits
+    start: list[PlannedMove] = []
+    done: list[PlannedMove] = []
+    impossible: list[tuple[PlannedMove, str]] = []
+    seen: set[str] = set()
+    for move in remaining:
+        if move.vm in seen:
+            continue  # a VM's later move waits for its earlier one
+        seen.add(move.vm)
+        where = cluster.vm_by_name[move.vm].host if move.vm in cluster.vm_by_name else None
+        if where == move.target:
+            done.append(move)
+            continue
+        if where != move.source:
+            impossible.append((move, f"{move.vm} is on {where}, the plan expected {move.source}"))
+            continue
+        target = cluster.host_by_name.get(move.target)
+        if target is None or target.state is not HostState.UP:
+            state_text = target.state.value if target else "unknown"
+            impossible.append((move, f"{move.target} is {state_text}"))
+            continue
+        if len(in_flight) + len(start) >= limits.max_parallel:
+            break
+        if max(busy[move.source], busy[move.target]) >= limits.max_parallel_per_host:
+            continue
+        fits = state.has_room(move.vm, move.target)
+        if fits and state.rules_admit(move.vm, move.target, skip=Affinity):
+            state.add(move.vm, move.target)
+            busy.update((move.source, move.target))
+            start.append(move)
+    return Decision(start, done, impossible)
+
+
+def planned_moves(document: Mapping[str, Any]) -> list[PlannedMove]:
+    entries = sorted(document.get("migrations", []), key=lambda e: int(e["step"]))
+    return [
+        PlannedMove(i, str(e["vm"]), str(e["from"]), str(e["to"])) for i, e in enumerate(entries)
+    ]
+
+
+class Executor:
+    """Runs approved plans, one thread each, and resumes running ones after a restart."""
+
+    def __init__(
+        self,
+        store: Store,
+        snapshot: Callable[[], Cluster],
+        clock: Callable[[], float],
+        policy: ExecutionPolicy,
+        host_details: Callable[[str], dict[str, Any]],
+        on_outcome: Callable[[str], None] = lambda _outcome: None,
+    ) -> None:
+        self.store, self.snapshot, self.clock, self.policy = store, snapshot, clock, policy
+        self.host_details = host_details
+        self.on_outcome = on_outcome
+        self._cancel: dict[int, threading.Event] = {}
+        self._threads: dict[int, threading.Thread] = {}
+        self._reported: set[tuple[int, str]] = set()  # order outcomes already counted
+
+    def start(self, plan_id: int) -> None:
+        self._cancel[plan_id] = threading.Event()
+        thread = threading.Thread(
+            target=self._run, args=(plan_id,), daemon=True, name=f"plan-{plan_id}"
+        )
+        self._threads[plan_id] = thread
+        thread.start()
+
+    def cancel(self, plan_id: int) -> None:
+        if plan_id in self._cancel:
+            self._cancel[plan_id].set()
+
+    def resume(self) -> list[int]:
+        """After a restart: carry on with every plan that was running."""
+        running = [p.id for p in self.store.plans() if p.status == "running"]
+        for plan_id in running:
+            self.store.add_plan_event(plan_id, self.clock(), "resumed after a scheduler restart")
+            self.start(plan_id)
+        return running
+
+    def join(self, plan_id: int, timeout: float) -> None:
+        self._threads[plan_id].join(timeout)
+
+    def _run(self, plan_id: int) -> None:
+        try:
+            self._loop(plan_id)
+        except Exception as exc:  # a bug must not leave the plan "running" forever
+            log.exception("plan %s", plan_id)
+            self._finish(plan_id, "failed", f"executor error: {exc}")
+
+    def _loop(self, plan_id: int) -> None:
+        record = self.store.plan(plan_id)
+        assert record is not None
+        moves = planned_moves(record.document)
+        failures: list[str] = []
+        cancel = self._cancel[plan_id]
+        while True:
+            orders = self._expire(self.store.orders(plan_id=plan_id))
+            by_move = {int(o.details.get("move", -1)): o for o in orders}
+            failures += self._new_failures(plan_id, orders)
+            in_flight = [moves[i] for i, o in by_move.items() if o.status in OPEN_ORDERS]
+            stopped = cancel.is_set() or (failures and self.policy.on_failure == "stop")
+            remaining = [m for m in moves if m.index not in by_move]  # failed moves are not retried
+            if stopped:
+                self._cancel_open(
+                    orders, "cancelled" if cancel.is_set() else "plan stopped after a failure"
+                )
+                if not in_flight or cancel.is_set():
+                    status = "cancelled" if cancel.is_set() else "failed"
+                    self._finish(plan_id, status, "; ".join(failures) or "cancelled by an operator")
+                    return
+            elif not remaining and not in_flight:
+                why = "; ".join(failures) or "all moves done"
+                self._finish(plan_id, "failed" if failures else "done", why)
+                return
+            else:
+                self._advance(plan_id, moves, by_move, remaining, in_flight, failures)
+            cancel.wait(self.policy.tick_s)
+
+    def _advance(
+        self, plan_id: int, moves: list[PlannedMove], by_move: Mapping[int, OrderRecord],
+        remaining: list[PlannedMove], in_flight: list[PlannedMove], failures: list[str],
+    ) -> None:  # fmt: skip
+        cluster = self._with_done_moves(self.snapshot(), moves, by_move)
+        decision = next_moves(cluster, remaining, in_flight)
+        now = self.clock()
+        for move in decision.already_done:
+            self.store.add_plan_event(plan_id, now, f"{move.vm} already on {move.target}")
+            order_id = self.store.add_order(
+                plan_id, move.vm, move.source, move.target, now, {"move": move.index}
+            )
+            self.store.update_order(order_id, "succeeded", now, error="already there")
+        for move, reason in decision.impossible:
+            failures.append(reason)
+            self.store.add_plan_event(plan_id, now, f"cannot move {move.vm}: {reason}")
+        for move in decision.start:
+            details = {"move": move.index, **self.host_details(move.target),
+                       "bandwidth_mib_s": self.policy.bandwidth_mib_s,
+                       "timeout_s": self.policy.migration_timeout_s}  # fmt: skip
+            self.store.add_order(plan_id, move.vm, move.source, move.target, now, details)
+        idle = not (decision.start or in_flight or decision.already_done or decision.impossible)
+        if idle and remaining:
+            failures.append(f"blocked: no room, or rules forbid the next move ({remaining[0].vm})")
+
+    def _with_done_moves(
+        self, cluster: Cluster, moves: list[PlannedMove], by_move: Mapping[int, OrderRecord]
+    ) -> Cluster:
+        """Reports may lag behind a finished migration: what succeeded is where the VM is."""
+        done = [moves[i] for i, o in sorted(by_move.items()) if o.status == "succeeded"]
+        moved = {m.vm: m.target for m in done}
+        if not moved:
+            return cluster
+        return cluster.replace_vms(replace(v, host=moved.get(v.name, v.host)) for v in cluster.vms)
+
+    def _new_failures(self, plan_id: int, orders: list[OrderRecord]) -> list[str]:
+        found = []
+        for order in orders:
+            key = (order.id, order.status)
+            if order.status == "failed" and key not in self._reported:
+                self._reported.add(key)
+                found.append(f"{order.vm} {order.source}->{order.target}: {order.error}")
+                self.on_outcome("failed")
+            elif order.status == "succeeded" and key not in self._reported:
+                self._reported.add(key)
+                self.on_outcome("succeeded")
+        return found
+
+    def _expire(self, orders: list[OrderRecord]) -> list[OrderRecord]:
+        now = self.clock()
+        fresh = []
+        for order in orders:
+            if order.status in OPEN_ORDERS and now - order.updated_at > self.policy.order_timeout_s:
+                late = "no agent finished it in time"
+                order = self.store.update_order(order.id, "failed", now, error=late)
+            fresh.append(order)
+        return fresh
+
+    def _cancel_open(self, orders: list[OrderRecord], why: str) -> None:
+        for order in orders:
+            if (
+                order.status == "pending"
+            ):  # running ones are aborted by their agent when it sees this
+                self.store.update_order(order.id, "cancelled", self.clock(), error=why)
+            elif order.status == "running" and why == "cancelled":
+                self.store.update_order(order.id, "cancelled", self.clock(), error=why)
+
+    def _finish(self, plan_id: int, status: str, why: str) -> None:
+        self.store.set_plan_status(plan_id, status, self.clock(), f"{status}: {why}")

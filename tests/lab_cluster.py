@@ -1,0 +1,93 @@
+"""The real lab for end-to-end tests: libvirtd hosts, heartbeat guests under QEMU (TCG), the
+scheduler service and one agent per host, all on this machine and stopped afterwards."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import libvirt
+
+from agents.agent import Agent, AgentConfig
+from tests.service_harness import AGENT_TOKEN, Service
+from vmpack_lab.guest import build_guest, domain_xml, heartbeats
+from vmpack_lab.hosts import LabHost, lab_hosts, start, stop
+
+GUEST_CACHE = Path("/var/cache/vmpack-lab/guest")
+
+
+@dataclass
+class Lab:
+    hosts: list[LabHost]
+    consoles: dict[str, Path]
+
+    def where(self) -> dict[str, list[str]]:
+        """VM -> the hosts where libvirt says it is active (exactly one, always)."""
+        found: dict[str, list[str]] = {}
+        for host in self.hosts:
+            conn = libvirt.open(host.uri)
+            try:
+                for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                    found.setdefault(dom.name(), []).append(host.name)
+            finally:
+                conn.close()
+        return found
+
+
+@contextmanager
+def lab(base: Path, layout: list[list[str]], memory_mib: int = 128) -> Iterator[Lab]:
+    """Hosts lab1..labN; ``layout[i]`` names the guests booted on host i."""
+    kernel, initrd = build_guest(GUEST_CACHE)
+    hosts = lab_hosts(len(layout), base)
+    consoles: dict[str, Path] = {}
+    try:
+        for host in hosts:
+            start(host)
+        for host, guests in zip(hosts, layout, strict=True):
+            conn = libvirt.open(host.uri)
+            for name in guests:
+                consoles[name] = base / f"{name}.console"
+                conn.defineXML(
+                    domain_xml(name, memory_mib, kernel, initrd, consoles[name])
+                ).create()
+            conn.close()
+        wait_for(lambda: all(heartbeats(c) for c in consoles.values()), 120, "guests to boot")
+        yield Lab(hosts, consoles)
+    finally:
+        for host in hosts:
+            stop(host)
+
+
+@contextmanager
+def agents(
+    service: Service, hosts: list[LabHost], interval_s: float = 0.5
+) -> Iterator[list[Agent]]:
+    # On loopback, each destination's QEMU listens on 127.0.0.1 for the migration stream.
+    configs = [
+        AgentConfig(h.name, h.uri, service.url, AGENT_TOKEN, interval_s, {"rack": "r1"})
+        for h in hosts
+    ]
+    running = [Agent(replace(c, migration_address="127.0.0.1")) for c in configs]
+    threads = [threading.Thread(target=a.run, daemon=True) for a in running]
+    for thread in threads:
+        thread.start()
+    try:
+        yield running
+    finally:
+        for agent in running:
+            agent.stop()
+        for thread in threads:
+            thread.join(15)
+
+
+def wait_for(condition: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
