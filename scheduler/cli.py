@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.check import check_plan
+from scheduler.cli_live import LiveInputError, add_commands
 from scheduler.engine import Outcome, decide_plan, plan_from_json, plan_to_json
 from scheduler.explain import why_not_placed
 from scheduler.model import Goal
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (ScenarioError, InputError) as exc:
+    except (ScenarioError, InputError, LiveInputError) as exc:
         print(f"vmpack: error: {exc}", file=sys.stderr)
         return 2
 
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--vm", help="explain this VM even if it has a host")
     _solver_arguments(explain)
     explain.set_defaults(run=_run_explain)
+    add_commands(sub)
     return parser
 
 

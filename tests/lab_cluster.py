@@ -13,7 +13,7 @@ from pathlib import Path
 import libvirt
 
 from agents.agent import Agent, AgentConfig
-from tests.service_harness import AGENT_TOKEN, Service
+from tests.service_harness import AGENT_TOKEN, Service, free_port
 from vmpack_lab.guest import build_guest, domain_xml, heartbeats
 from vmpack_lab.hosts import LabHost, lab_hosts, start, stop
 
@@ -42,7 +42,8 @@ class Lab:
 def lab(base: Path, layout: list[list[str]], memory_mib: int = 128) -> Iterator[Lab]:
     """Hosts lab1..labN; ``layout[i]`` names the guests booted on host i."""
     kernel, initrd = build_guest(GUEST_CACHE)
-    hosts = lab_hosts(len(layout), base)
+    ports = [free_port() for _ in layout]  # never the ports of a lab a user may be running
+    hosts = lab_hosts(len(layout), base, ports, first_migration_port=49800)
     consoles: dict[str, Path] = {}
     try:
         for host in hosts:

@@ -95,6 +95,41 @@ def test_evacuate_and_explain() -> None:
         (["plan", SCENARIO, "--time-limit", "0"], "--time-limit: must be positive"),
         (["check", SCENARIO, "pyproject.toml"], "pyproject.toml:1: malformed JSON"),
         (["explain", SCENARIO, "--vm", "nope"], "--vm: unknown VM 'nope'"),
+        (
+            ["serve", "--agent-token-file", "/nope", "--operator-token-file", "/nope"],
+            "token file: /nope: No such file",
+        ),
+        (
+            ["serve", "--listen", "8700", "--agent-token-file", "a", "--operator-token-file", "b"],
+            "--listen: expected HOST:PORT",
+        ),
+        (
+            [
+                "serve",
+                "--agent-token-file",
+                "pyproject.toml",
+                "--operator-token-file",
+                "pyproject.toml",
+            ],
+            "tokens: one per line, at least 16",
+        ),
+        (
+            ["agent", "--scheduler", "http://127.0.0.1:1", "--token-file", "/nope"],
+            "--token-file: /nope: No such file",
+        ),
+        (
+            [
+                "agent",
+                "--scheduler",
+                "http://127.0.0.1:1",
+                "--token-file",
+                "README.md",
+                "--label",
+                "rack",
+            ],
+            "--label: expected KEY=VALUE",
+        ),
+        (["lab", "down", "--dir", "/nonexistent-lab"], "--dir: no lab in /nonexistent-lab"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:

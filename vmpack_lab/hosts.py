@@ -20,6 +20,9 @@ from pathlib import Path
 
 import libvirt
 
+# Polling a daemon that is still starting fails on purpose; libvirt would print each failure.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
 MOUNTS = {
     "etc": "/etc/libvirt",
     "run": "/run/libvirt",

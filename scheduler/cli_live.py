@@ -1,0 +1,149 @@
+"""``vmpack serve``, ``vmpack agent`` and ``vmpack lab``: the live cluster's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+from pathlib import Path
+
+from scheduler.model import VCPUS, Policy
+
+DEFAULT_LAB = Path("/var/tmp/vmpack-lab")
+
+
+class LiveInputError(Exception):
+    """Bad arguments for a live command (one line, exit status 2)."""
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the scheduler service")
+    serve.add_argument("--listen", default="127.0.0.1:8700", metavar="HOST:PORT")
+    serve.add_argument("--db", type=Path, default=Path("vmpack.db"), help="SQLite file (WAL)")
+    serve.add_argument("--agent-token-file", type=Path, required=True)
+    serve.add_argument("--operator-token-file", type=Path, required=True)
+    serve.add_argument("--tls-cert", type=Path)
+    serve.add_argument("--tls-key", type=Path)
+    serve.add_argument("--allow-plain-http", action="store_true", help="plain HTTP beyond loopback")
+    serve.add_argument("--suspect-after", type=float, default=30.0, metavar="SECONDS")
+    serve.add_argument("--down-after", type=float, default=120.0, metavar="SECONDS")
+    serve.add_argument("--cpu-overcommit", type=float, default=4.0)
+    serve.set_defaults(run=run_serve)
+
+    agent = sub.add_parser("agent", help="run the host agent")
+    agent.add_argument("--libvirt", default="qemu:///system", metavar="URI")
+    agent.add_argument("--scheduler", required=True, metavar="URL")
+    agent.add_argument("--token-file", type=Path, required=True)
+    agent.add_argument("--host", default=socket.gethostname())
+    agent.add_argument("--interval", type=float, default=10.0, metavar="SECONDS")
+    agent.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    agent.add_argument("--ca-file", help="CA bundle to verify the scheduler's certificate")
+    agent.add_argument("--advertise-uri", default="", help="libvirt URI other hosts reach us at")
+    agent.add_argument("--migration-address", default="")
+    agent.set_defaults(run=run_agent)
+
+    lab = sub.add_parser("lab", help="a local multi-host libvirt lab with tiny guests")
+    lab.add_argument("action", choices=["up", "down"])
+    lab.add_argument("--hosts", type=int, default=3)
+    lab.add_argument("--guests", type=int, default=4)
+    lab.add_argument("--dir", type=Path, default=DEFAULT_LAB)
+    lab.set_defaults(run=run_lab)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from scheduler.service.api import ServiceConfig, create_app
+    from scheduler.service.auth import Tokens
+    from scheduler.service.liveness import Heartbeat
+    from scheduler.service.server import Listen, make_server
+    from scheduler.service.store import SqliteStore
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise LiveInputError(f"--listen: expected HOST:PORT, got '{args.listen}'")
+    try:
+        tokens = Tokens.from_files(args.agent_token_file, args.operator_token_file)
+        heartbeat = Heartbeat(args.suspect_after, args.down_after)
+        listen = Listen(
+            host.strip("[]"), int(port), args.tls_cert, args.tls_key, args.allow_plain_http
+        )
+        listen.check()
+    except OSError as exc:
+        raise LiveInputError(f"token file: {exc.filename}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise LiveInputError(str(exc)) from None
+    policy = Policy({**Policy().overcommit, VCPUS: args.cpu_overcommit})
+    config = ServiceConfig(tokens, heartbeat, policy)
+    make_server(create_app(config, SqliteStore(args.db)), listen).run()
+    return 0
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    from agents.agent import Agent, AgentConfig
+
+    labels = {}
+    for item in args.label:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LiveInputError(f"--label: expected KEY=VALUE, got '{item}'")
+        labels[key] = value
+    try:
+        token = args.token_file.read_text().strip()
+    except OSError as exc:
+        raise LiveInputError(f"--token-file: {args.token_file}: {exc.strerror}") from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = AgentConfig(
+        args.host, args.libvirt, args.scheduler, token, args.interval, labels,
+        ca_file=args.ca_file, advertise_uri=args.advertise_uri,
+        migration_address=args.migration_address,
+    )  # fmt: skip
+    Agent(config).run()
+    return 0
+
+
+def run_lab(args: argparse.Namespace) -> int:
+    import libvirt
+
+    from vmpack_lab.guest import build_guest, domain_xml
+    from vmpack_lab.hosts import LabHost, lab_hosts, start, stop
+
+    state = args.dir / "lab.json"
+    if args.action == "down":
+        if not state.exists():
+            raise LiveInputError(f"--dir: no lab in {args.dir}")
+        for entry in json.loads(state.read_text()):
+            stop(
+                LabHost(
+                    entry["name"], Path(entry["base"]), entry["port"], entry["migration_port_min"]
+                )
+            )
+        state.unlink()
+        print(f"lab in {args.dir} stopped")
+        return 0
+    if not 1 <= args.hosts <= 8 or not 0 <= args.guests <= 8:
+        raise LiveInputError("--hosts: 1 to 8, --guests: 0 to 8 (TCG guests on a small machine)")
+    kernel, initrd = build_guest(args.dir / "guest")
+    hosts = lab_hosts(args.hosts, args.dir / "hosts")
+    for host in hosts:
+        start(host)
+    entries = [
+        {
+            "name": h.name,
+            "base": str(h.base),
+            "port": h.port,
+            "migration_port_min": h.migration_port_min,
+        }
+        for h in hosts
+    ]
+    state.write_text(json.dumps(entries))
+    for i in range(args.guests):
+        host = hosts[i % len(hosts)]
+        conn = libvirt.open(host.uri)
+        console = args.dir / f"guest{i + 1}.console"
+        conn.defineXML(domain_xml(f"guest{i + 1}", 128, kernel, initrd, console)).create()
+        conn.close()
+    for host in hosts:
+        print(f"{host.name}: {host.uri}")
+    print(f"{args.guests} guests booting; consoles in {args.dir}")
+    print(f"stop with: vmpack lab down --dir {args.dir}")
+    return 0
