@@ -90,13 +90,26 @@ def probe(
         cpus=int(cpus),
         memory_mib=int(memory_mib),
         disk_mib=_pool_capacity_mib(conn),
-        domains=tuple(_domain(d) for d in conn.listAllDomains()),
+        domains=_domains(conn),
         memory_free_mib=_free_memory_mib(conn),
         libvirt_version=int(conn.getLibVersion()),
         labels=dict(labels or {}),
         libvirt_uri=libvirt_uri,
         migration_address=migration_address,
     )
+
+
+def _domains(conn: libvirt.virConnect) -> tuple[DomainReport, ...]:
+    """Every domain that still exists when read: one may vanish between the listing and the
+    reading (undefined on the source as its migration ends); it is simply no longer here."""
+    found = []
+    for dom in conn.listAllDomains():
+        try:
+            found.append(_domain(dom))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+    return tuple(found)
 
 
 def _domain(dom: libvirt.virDomain) -> DomainReport:

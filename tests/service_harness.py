@@ -13,6 +13,7 @@ import httpx
 
 from scheduler.service.api import ServiceConfig, create_app
 from scheduler.service.auth import Tokens
+from scheduler.service.executor import ExecutionPolicy
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.server import Listen, make_server, serve_in_thread
 from scheduler.service.store import SqliteStore
@@ -48,7 +49,10 @@ def free_port() -> int:
 
 @contextmanager
 def running_service(
-    db: Path, clock: Clock | None = None, port: int | None = None
+    db: Path,
+    clock: Clock | None = None,
+    port: int | None = None,
+    execution: ExecutionPolicy | None = None,
 ) -> Iterator[Service]:
     clock = clock or Clock()
     store = SqliteStore(db)
@@ -57,6 +61,7 @@ def running_service(
         Heartbeat(30.0, 120.0),
         solver_workers=1,
         clock=clock,
+        execution=execution or ExecutionPolicy(tick_s=0.2),
     )
     port = port or free_port()
     server = make_server(create_app(config, store), Listen("127.0.0.1", port))

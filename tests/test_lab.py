@@ -6,11 +6,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import libvirt
 import pytest
 
+from scheduler.service.executor import ExecutionPolicy
 from tests.lab_cluster import agents, lab, wait_for
 from tests.service_harness import OPERATOR_TOKEN, Clock, running_service
 from vmpack_lab.guest import boots, heartbeats
+from vmpack_lab.hosts import stop
 
 pytestmark = pytest.mark.lab
 
@@ -60,3 +63,50 @@ def test_consolidation_with_real_live_migrations(tmp_path: Path) -> None:
         metrics = ops.get("/metrics").text
         assert 'vmpack_migrations_total{outcome="succeeded"} 2.0' in metrics
         assert "vmpack_migration_downtime_seconds_count 2.0" in metrics
+
+
+def test_destination_dies_mid_migration_vm_stays_on_source(tmp_path: Path) -> None:
+    # Two hosts, one guest each: consolidation moves one guest; its destination dies meanwhile.
+    layout = [["f1"], ["f2"]]
+    slow = ExecutionPolicy(bandwidth_mib_s=1, tick_s=0.2)  # 128 MiB at 1 MiB/s: a long copy
+    with (
+        lab(tmp_path / "lab", layout) as cluster,
+        running_service(tmp_path / "vmpack.db", WallClock(), execution=slow) as service,
+        agents(service, cluster.hosts),
+    ):
+        ops = service.client(OPERATOR_TOKEN)
+        wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 2, 30, "reports")
+        plan_id = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 5}).json()[
+            "id"
+        ]
+        ops.post(f"/v1/plans/{plan_id}/approve")
+        ops.post(f"/v1/plans/{plan_id}/apply")
+        wait_for(
+            lambda: [o.status for o in service.store.orders(plan_id=plan_id)] == ["running"],
+            30,
+            "the migration to start",
+        )
+        order = service.store.orders(plan_id=plan_id)[0]
+        time.sleep(8.0)  # past the set-up: the memory copy is under way
+        destination = next(h for h in cluster.hosts if h.name == order.target)
+        stop(destination)  # the destination host dies: its libvirtd and its QEMU processes
+        wait_for(
+            lambda: ops.get(f"/v1/plans/{plan_id}").json()["status"] == "failed",
+            120,
+            "the plan to fail",
+        )
+        failed = service.store.orders(plan_id=plan_id)[0]
+        assert failed.status == "failed" and failed.error.startswith("libvirt: ")
+        console = cluster.consoles[order.vm]
+        beats = heartbeats(console)[-1]
+        time.sleep(3)
+        assert (
+            heartbeats(console)[-1] > beats and boots(console) == 1
+        )  # still running, never restarted
+        source = next(h for h in cluster.hosts if h.name == order.source)
+        conn = libvirt.open(source.uri)
+        assert conn.lookupByName(order.vm).isActive()  # on its source, as the agent reported
+        conn.close()
+        events = " ".join(e["event"] for e in ops.get(f"/v1/plans/{plan_id}").json()["events"])
+        assert "failed" in events and order.vm in events
+        assert 'vmpack_migrations_total{outcome="failed"} 1.0' in ops.get("/metrics").text

@@ -148,5 +148,11 @@ def _kill_if(pid_file: Path, expected: str, sig: int = signal.SIGTERM, wait_s: f
     return pid
 
 
-def lab_hosts(count: int, base: Path, first_port: int = 16600) -> list[LabHost]:
-    return [LabHost(f"lab{i + 1}", base, first_port + i, 49152 + 64 * i) for i in range(count)]
+def lab_hosts(
+    count: int, base: Path, ports: list[int] | None = None, first_migration_port: int = 49152
+) -> list[LabHost]:
+    """Hosts lab1..labN on ``ports`` (default 16600, 16601, ...), each with 32 migration ports."""
+    ports = ports or [16600 + i for i in range(count)]
+    return [
+        LabHost(f"lab{i + 1}", base, ports[i], first_migration_port + 64 * i) for i in range(count)
+    ]
