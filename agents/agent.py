@@ -60,6 +60,7 @@ class Agent:
         self._conn: libvirt.virConnect | None = None
         self._lock = threading.Lock()  # the HTTP client is shared with migration threads
         self._running: dict[int, threading.Event] = {}
+        self._unsent: dict[int, dict[str, object]] = {}  # outcomes the scheduler did not hear
         self._workers: list[threading.Thread] = []
         self._http = httpx.Client(
             base_url=config.scheduler_url, timeout=10.0, verify=config.ca_file or True,
@@ -82,6 +83,7 @@ class Agent:
         report = self._probe()
         sent = report is not None and self._send(report)
         if sent:
+            self._send_unsent()
             self._take_orders()
         return sent
 
@@ -141,13 +143,22 @@ class Agent:
             self._send(report)
 
     def _post_order(self, order_id: int, body: dict[str, object]) -> None:
+        """Tell the scheduler; an outcome it could not hear is kept and sent again later."""
         try:
             with self._lock:
                 response = self._http.post(f"/v1/orders/{order_id}", json=body)
-            if response.status_code != 200:
-                self.status.last_error = f"scheduler: {response.status_code} {response.text[:200]}"
         except httpx.HTTPError as exc:
             self.status.last_error = f"scheduler: {exc}"
+            if body.get("status") != "running":
+                self._unsent[order_id] = body
+            return
+        self._unsent.pop(order_id, None)
+        if response.status_code != 200:  # refused (e.g. cancelled meanwhile): nothing to retry
+            self.status.last_error = f"scheduler: {response.status_code} {response.text[:200]}"
+
+    def _send_unsent(self) -> None:
+        for order_id, body in list(self._unsent.items()):
+            self._post_order(order_id, body)
 
     def _probe(self) -> HostReport | None:
         try:

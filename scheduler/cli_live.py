@@ -74,7 +74,11 @@ def run_serve(args: argparse.Namespace) -> int:
         raise LiveInputError(str(exc)) from None
     policy = Policy({**Policy().overcommit, VCPUS: args.cpu_overcommit})
     config = ServiceConfig(tokens, heartbeat, policy)
-    make_server(create_app(config, SqliteStore(args.db)), listen).run()
+    app = create_app(config, SqliteStore(args.db))
+    try:
+        make_server(app, listen).run()
+    finally:
+        app.state.executor.shutdown()  # running plans stay "running" and resume at next start
     return 0
 
 

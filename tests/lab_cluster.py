@@ -13,7 +13,7 @@ from pathlib import Path
 import libvirt
 
 from agents.agent import Agent, AgentConfig
-from tests.service_harness import AGENT_TOKEN, Service, free_port
+from tests.service_harness import AGENT_TOKEN, free_port
 from vmpack_lab.guest import build_guest, domain_xml, heartbeats
 from vmpack_lab.hosts import LabHost, lab_hosts, start, stop
 
@@ -65,11 +65,11 @@ def lab(base: Path, layout: list[list[str]], memory_mib: int = 128) -> Iterator[
 
 @contextmanager
 def agents(
-    service: Service, hosts: list[LabHost], interval_s: float = 0.5
+    scheduler_url: str, hosts: list[LabHost], interval_s: float = 0.5
 ) -> Iterator[list[Agent]]:
     # On loopback, each destination's QEMU listens on 127.0.0.1 for the migration stream.
     configs = [
-        AgentConfig(h.name, h.uri, service.url, AGENT_TOKEN, interval_s, {"rack": "r1"})
+        AgentConfig(h.name, h.uri, scheduler_url, AGENT_TOKEN, interval_s, {"rack": "r1"}, 2.0)
         for h in hosts
     ]
     running = [Agent(replace(c, migration_address="127.0.0.1")) for c in configs]

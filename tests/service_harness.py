@@ -64,11 +64,13 @@ def running_service(
         execution=execution or ExecutionPolicy(tick_s=0.2),
     )
     port = port or free_port()
-    server = make_server(create_app(config, store), Listen("127.0.0.1", port))
+    app = create_app(config, store)
+    server = make_server(app, Listen("127.0.0.1", port))
     thread = serve_in_thread(server)
     try:
         yield Service(f"http://127.0.0.1:{port}", clock, store)
     finally:
         server.should_exit = True
         thread.join(10)
+        app.state.executor.shutdown()
         store.close()

@@ -11,7 +11,7 @@ import pytest
 
 from scheduler.service.executor import ExecutionPolicy
 from tests.lab_cluster import agents, lab, wait_for
-from tests.service_harness import OPERATOR_TOKEN, Clock, running_service
+from tests.service_harness import OPERATOR_TOKEN, Clock, free_port, running_service
 from vmpack_lab.guest import boots, heartbeats
 from vmpack_lab.hosts import stop
 
@@ -28,7 +28,7 @@ def test_consolidation_with_real_live_migrations(tmp_path: Path) -> None:
     with (
         lab(tmp_path / "lab", layout) as cluster,
         running_service(tmp_path / "vmpack.db", WallClock()) as service,
-        agents(service, cluster.hosts),
+        agents(service.url, cluster.hosts),
     ):
         ops = service.client(OPERATOR_TOKEN)
         wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 4, 30, "reports")
@@ -72,7 +72,7 @@ def test_destination_dies_mid_migration_vm_stays_on_source(tmp_path: Path) -> No
     with (
         lab(tmp_path / "lab", layout) as cluster,
         running_service(tmp_path / "vmpack.db", WallClock(), execution=slow) as service,
-        agents(service, cluster.hosts),
+        agents(service.url, cluster.hosts),
     ):
         ops = service.client(OPERATOR_TOKEN)
         wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 2, 30, "reports")
@@ -110,3 +110,42 @@ def test_destination_dies_mid_migration_vm_stays_on_source(tmp_path: Path) -> No
         events = " ".join(e["event"] for e in ops.get(f"/v1/plans/{plan_id}").json()["events"])
         assert "failed" in events and order.vm in events
         assert 'vmpack_migrations_total{outcome="failed"} 1.0' in ops.get("/metrics").text
+
+
+def test_scheduler_restart_mid_plan_resumes(tmp_path: Path) -> None:
+    layout = [["r1"], ["r2"]]
+    slow = ExecutionPolicy(bandwidth_mib_s=4, tick_s=0.2)  # the copy outlasts the restart
+    db, port = tmp_path / "vmpack.db", free_port()
+    with (
+        lab(tmp_path / "lab", layout) as cluster,
+        agents(f"http://127.0.0.1:{port}", cluster.hosts),
+    ):
+        with running_service(db, WallClock(), port, slow) as service:
+            ops = service.client(OPERATOR_TOKEN)
+            wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 2, 30, "reports")
+            plan_id = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 5}).json()[
+                "id"
+            ]
+            ops.post(f"/v1/plans/{plan_id}/approve")
+            ops.post(f"/v1/plans/{plan_id}/apply")
+            wait_for(
+                lambda: [o.status for o in service.store.orders(plan_id=plan_id)] == ["running"],
+                30,
+                "the migration",
+            )
+            order = service.store.orders(plan_id=plan_id)[0]
+        time.sleep(3)  # the scheduler is down; the migration goes on, the agents keep trying
+        with running_service(db, WallClock(), port, slow) as service:
+            ops = service.client(OPERATOR_TOKEN)
+            wait_for(
+                lambda: ops.get(f"/v1/plans/{plan_id}").json()["status"] != "running",
+                180,
+                "the plan",
+            )
+            plan = ops.get(f"/v1/plans/{plan_id}").json()
+            assert plan["status"] == "done", plan["events"]
+            assert "resumed after a scheduler restart" in [e["event"] for e in plan["events"]]
+            assert service.store.orders(plan_id=plan_id)[0].status == "succeeded"
+        where = cluster.where()
+        assert where[order.vm] == [order.target] and all(len(h) == 1 for h in where.values())
+        assert boots(cluster.consoles[order.vm]) == 1

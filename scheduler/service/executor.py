@@ -118,6 +118,7 @@ class Executor:
         self._cancel: dict[int, threading.Event] = {}
         self._threads: dict[int, threading.Thread] = {}
         self._reported: set[tuple[int, str]] = set()  # order outcomes already counted
+        self._stopping = threading.Event()  # the service is going away: plans stay "running"
 
     def start(self, plan_id: int) -> None:
         self._cancel[plan_id] = threading.Event()
@@ -142,10 +143,20 @@ class Executor:
     def join(self, plan_id: int, timeout: float) -> None:
         self._threads[plan_id].join(timeout)
 
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Stop following plans without ending them: the next scheduler resumes them."""
+        self._stopping.set()
+        for cancel in self._cancel.values():
+            cancel.set()  # wakes the loops, which see _stopping first
+        for thread in self._threads.values():
+            thread.join(timeout_s)
+
     def _run(self, plan_id: int) -> None:
         try:
             self._loop(plan_id)
         except Exception as exc:  # a bug must not leave the plan "running" forever
+            if self._stopping.is_set():
+                return
             log.exception("plan %s", plan_id)
             self._finish(plan_id, "failed", f"executor error: {exc}")
 
@@ -155,7 +166,7 @@ class Executor:
         moves = planned_moves(record.document)
         failures: list[str] = []
         cancel = self._cancel[plan_id]
-        while True:
+        while not self._stopping.is_set():
             orders = self._expire(self.store.orders(plan_id=plan_id))
             by_move = {int(o.details.get("move", -1)): o for o in orders}
             failures += self._new_failures(plan_id, orders)
