@@ -16,6 +16,8 @@ from typing import Any
 
 from scheduler.check import check_plan
 from scheduler.cli_live import LiveInputError, add_commands
+from scheduler.cli_ops import OpsError
+from scheduler.cli_ops import add_commands as add_ops_commands
 from scheduler.engine import Outcome, decide_plan, plan_from_json, plan_to_json
 from scheduler.explain import why_not_placed
 from scheduler.model import Goal
@@ -38,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ScenarioError, InputError, LiveInputError) as exc:
         print(f"vmpack: error: {exc}", file=sys.stderr)
         return 2
+    except OpsError as exc:
+        print(f"vmpack: error: {exc}", file=sys.stderr)
+        return exc.status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     _solver_arguments(explain)
     explain.set_defaults(run=_run_explain)
     add_commands(sub)
+    add_ops_commands(sub)
     return parser
 
 

@@ -179,3 +179,41 @@ def test_openapi_describes_the_api(tmp_path: Path) -> None:
         assert {"/v1/reports", "/v1/hosts", "/v1/plans", "/v1/placements", "/health"} <= set(
             spec["paths"]
         )
+
+
+def test_operator_cli_against_a_running_scheduler(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    token = tmp_path / "operator.token"
+    token.write_text(OPERATOR_TOKEN + "\n")
+    with running_service(tmp_path / "vmpack.db") as service:
+        for agent in agents_for(tmp_path, service):
+            agent.beat()
+
+        def vmpack(*args: str, token_file: Path = token) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "scheduler.cli", *args, "--scheduler", service.url,
+                       "--token-file", str(token_file)]  # fmt: skip
+            return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+        hosts = vmpack("hosts")
+        assert hosts.returncode == 0 and all(f"kvm-0{i}" in hosts.stdout for i in (1, 2, 3))
+        assert "db1" in vmpack("vms").stdout
+        created = vmpack("plans", "create", "--goal", "consolidate", "--time-limit", "3")
+        assert created.returncode == 0, created.stderr
+        assert created.stdout.startswith("plan 1 proposed: 3 -> 1 hosts, ")
+        assert vmpack("plans", "approve", "1").stdout.strip() == "plan 1: approved"
+        assert "plan 1 (consolidate): approved" in vmpack("plans", "show", "1").stdout
+        again = vmpack("plans", "approve", "1")
+        assert again.returncode == 2
+        assert (
+            again.stderr == "vmpack: error: 409: status: cannot approve a plan that is approved\n"
+        )
+        wrong = tmp_path / "wrong.token"
+        wrong.write_text("someone-else-entirely-0000\n")
+        refused = vmpack("hosts", token_file=wrong)
+        assert refused.returncode == 2 and "401: authorization: unknown token" in refused.stderr
+        url = service.url
+    gone = subprocess.run([sys.executable, "-m", "scheduler.cli", "hosts", "--scheduler", url,
+                           "--token-file", str(token)], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert gone.returncode == 1 and gone.stderr.startswith(f"vmpack: error: scheduler {url}")

@@ -187,7 +187,13 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         if record is None:
             raise HTTPException(404, f"plan: no plan {plan_id}")
         events = [{"at": at, "event": e} for at, e in store.plan_events(plan_id)]
+        orders = [
+            {"id": o.id, "vm": o.vm, "from": o.source, "to": o.target, "status": o.status,
+             "error": o.error, "seconds": o.seconds, "downtime_ms": o.downtime_ms}
+            for o in store.orders(plan_id=plan_id)
+        ]  # fmt: skip
         return {"id": record.id, "goal": record.goal, "status": record.status, "events": events,
+                "orders": orders,
                 "plan": record.document}  # fmt: skip
 
     @app.post("/v1/plans/{plan_id}/{action}", dependencies=[operator])

@@ -1,0 +1,154 @@
+"""Operators' commands against a running scheduler: hosts, VMs and plans.
+
+vmpack hosts|vms --scheduler URL --token-file F
+vmpack plans [list] | create --goal G [--hosts ...] | show ID | approve ID | apply ID
+             | cancel ID | watch ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+TERMINAL = ("done", "failed", "cancelled")
+
+
+class OpsError(Exception):
+    """A call the scheduler refused or could not answer; ``status`` is the exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, run in (("hosts", run_hosts), ("vms", run_vms)):
+        command = sub.add_parser(name, help=f"list the {name} a running scheduler knows")
+        _connection(command)
+        command.set_defaults(run=run)
+    plans = sub.add_parser("plans", help="create, approve, apply, cancel and watch plans")
+    actions = ["list", "create", "show", "approve", "apply", "cancel", "watch"]
+    plans.add_argument("action", nargs="?", default="list", choices=actions)
+    plans.add_argument("plan_id", nargs="?", type=int)
+    plans.add_argument("--goal", choices=["place", "consolidate", "balance", "evacuate"])
+    plans.add_argument("--hosts", default="", help="hosts to empty (goal evacuate)")
+    plans.add_argument("--time-limit", type=float, default=30.0)
+    _connection(plans)
+    plans.set_defaults(run=run_plans)
+
+
+def _connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", default="http://127.0.0.1:8700", metavar="URL")
+    parser.add_argument("--token-file", type=Path, required=True)
+    parser.add_argument("--ca-file", help="CA bundle to verify the scheduler's certificate")
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    try:
+        token = args.token_file.read_text().strip()
+    except OSError as exc:
+        raise OpsError(f"--token-file: {args.token_file}: {exc.strerror}", 2) from None
+    return httpx.Client(
+        base_url=args.scheduler, timeout=600.0, verify=args.ca_file or True,
+        headers={"Authorization": f"Bearer {token}"},
+    )  # fmt: skip
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise OpsError(f"scheduler {client.base_url}: {exc}", 1) from None
+    if response.status_code >= 400:
+        try:
+            error = response.json().get("error", response.text)
+        except ValueError:
+            error = response.text
+        raise OpsError(f"{response.status_code}: {error}", 2 if response.status_code < 500 else 1)
+    return response.json()
+
+
+def run_hosts(args: argparse.Namespace) -> int:
+    hosts = _call(_client(args), "GET", "/v1/hosts")
+    table = Table("host", "state", "VMs", "vCPUs", "memory GiB", "report age s")
+    for h in hosts:
+        cap = h["capacity"]
+        memory_gib = f"{cap.get('memory_mib', 0) / 1024:.0f}"
+        age = f"{h['report_age_s']:.0f}"
+        table.add_row(
+            h["name"], h["state"], str(h["vms"]), str(cap.get("vcpus", 0)), memory_gib, age
+        )
+    Console().print(table)
+    return 0
+
+
+def run_vms(args: argparse.Namespace) -> int:
+    vms = _call(_client(args), "GET", "/v1/vms")
+    table = Table("VM", "host", "vCPUs", "memory MiB")
+    for v in vms:
+        table.add_row(v["name"], v["host"] or "-", str(v["demand"].get("vcpus", 0)),
+                      str(v["demand"].get("memory_mib", 0)))  # fmt: skip
+    Console().print(table)
+    return 0
+
+
+def run_plans(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.action == "list":
+        for plan in _call(client, "GET", "/v1/plans"):
+            print(f"{plan['id']:>5}  {plan['goal']:<12} {plan['status']}")
+        return 0
+    if args.action == "create":
+        if args.goal is None:
+            raise OpsError("--goal: required to create a plan", 2)
+        body = {"goal": args.goal, "hosts": [h for h in args.hosts.split(",") if h],
+                "time_limit_s": args.time_limit}  # fmt: skip
+        created = _call(client, "POST", "/v1/plans", json=body)
+        s = created["summary"]
+        hosts = f"{s['active_hosts_before']} -> {s['active_hosts_after']} hosts"
+        print(
+            f"plan {created['id']} proposed: {hosts}, {s['moves']} moves, bound {s['lower_bound']}"
+        )
+        return 0
+    if args.plan_id is None:
+        raise OpsError(f"plan_id: required for {args.action}", 2)
+    if args.action in ("approve", "apply", "cancel"):
+        answer = _call(client, "POST", f"/v1/plans/{args.plan_id}/{args.action}")
+        print(f"plan {answer['id']}: {answer['status']}")
+        return 0
+    if args.action == "show":
+        _show(_call(client, "GET", f"/v1/plans/{args.plan_id}"))
+        return 0
+    return _watch(client, args.plan_id)
+
+
+def _show(plan: dict[str, Any]) -> None:
+    print(f"plan {plan['id']} ({plan['goal']}): {plan['status']}")
+    for order in plan["orders"]:
+        extra = f" {order['error']}" if order["error"] else ""
+        print(f"  {order['vm']} {order['from']} -> {order['to']}: {order['status']}{extra}")
+    for event in plan["events"][-5:]:
+        print(f"  event: {event['event']}")
+
+
+def _watch(client: httpx.Client, plan_id: int) -> int:
+    """Follow a plan until it ends, printing each change of its migrations."""
+    seen: dict[int, str] = {}
+    while True:
+        plan = _call(client, "GET", f"/v1/plans/{plan_id}")
+        for order in plan["orders"]:
+            if seen.get(order["id"]) != order["status"]:
+                seen[order["id"]] = order["status"]
+                print(
+                    f"{order['vm']} {order['from']} -> {order['to']}: {order['status']}", flush=True
+                )
+        if plan["status"] in TERMINAL:
+            print(f"plan {plan_id}: {plan['status']} ({plan['events'][-1]['event']})")
+            return 0 if plan["status"] == "done" else 1
+        time.sleep(1.0)
