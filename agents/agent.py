@@ -12,6 +12,7 @@ in a thread of its own; an order cancelled meanwhile aborts the libvirt job.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ class Agent:
         self._unsent: dict[int, dict[str, object]] = {}  # outcomes the scheduler did not hear
         self._workers: list[threading.Thread] = []
         self._http = httpx.Client(
-            base_url=config.scheduler_url, timeout=10.0, verify=config.ca_file or True,
+            base_url=config.scheduler_url, timeout=10.0, verify=ssl.create_default_context(cafile=config.ca_file) if config.ca_file else True,
             headers={"Authorization": f"Bearer {config.token}"},
         )  # fmt: skip
 

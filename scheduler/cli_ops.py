@@ -8,6 +8,7 @@ vmpack plans [list] | create --goal G [--hosts ...] | show ID | approve ID | app
 from __future__ import annotations
 
 import argparse
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def _client(args: argparse.Namespace) -> httpx.Client:
     except OSError as exc:
         raise OpsError(f"--token-file: {args.token_file}: {exc.strerror}", 2) from None
     return httpx.Client(
-        base_url=args.scheduler, timeout=600.0, verify=args.ca_file or True,
+        base_url=args.scheduler, timeout=600.0, verify=ssl.create_default_context(cafile=args.ca_file) if args.ca_file else True,
         headers={"Authorization": f"Bearer {token}"},
     )  # fmt: skip
 

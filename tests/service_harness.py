@@ -53,6 +53,7 @@ def running_service(
     clock: Clock | None = None,
     port: int | None = None,
     execution: ExecutionPolicy | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[Service]:
     clock = clock or Clock()
     store = SqliteStore(db)
@@ -65,10 +66,11 @@ def running_service(
     )
     port = port or free_port()
     app = create_app(config, store)
-    server = make_server(app, Listen("127.0.0.1", port))
+    cert, key = tls if tls else (None, None)
+    server = make_server(app, Listen("127.0.0.1", port, cert, key))
     thread = serve_in_thread(server)
     try:
-        yield Service(f"http://127.0.0.1:{port}", clock, store)
+        yield Service(f"{'https' if tls else 'http'}://127.0.0.1:{port}", clock, store)
     finally:
         server.should_exit = True
         thread.join(10)

@@ -217,3 +217,29 @@ def test_operator_cli_against_a_running_scheduler(tmp_path: Path) -> None:
     gone = subprocess.run([sys.executable, "-m", "scheduler.cli", "hosts", "--scheduler", url,
                            "--token-file", str(token)], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert gone.returncode == 1 and gone.stderr.startswith(f"vmpack: error: scheduler {url}")
+
+
+def test_tls_with_the_operators_certificate(tmp_path: Path) -> None:
+    import subprocess
+
+    import httpx
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=scheduler",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with running_service(tmp_path / "vmpack.db", tls=(cert, key)) as service:
+        assert service.url.startswith("https://")
+        uri = write_host(tmp_path, 1, 8, 32, [Guest("a", 1024)])
+        conn = connect(uri)
+        config = AgentConfig("kvm-01", uri, service.url, AGENT_TOKEN, ca_file=str(cert))
+        assert Agent(config, connect=lambda _u: conn).beat()  # verified against our CA file
+        untrusting = Agent(
+            AgentConfig("kvm-01", uri, service.url, AGENT_TOKEN), connect=lambda _u: conn
+        )
+        assert not untrusting.beat() and "CERTIFICATE_VERIFY_FAILED" in untrusting.status.last_error
+        plain = service.url.replace("https://", "http://")
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(plain + "/health", timeout=5)
