@@ -26,6 +26,11 @@ from agents.migrate import MigrationOrder, migrate
 log = logging.getLogger("vmpack.agent")
 
 
+def trust(ca_file: str | None) -> ssl.SSLContext | bool:
+    """Verify the scheduler against this CA bundle, or against the system's CAs."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
+
+
 @dataclass
 class AgentConfig:
     host: str
@@ -64,9 +69,11 @@ class Agent:
         self._unsent: dict[int, dict[str, object]] = {}  # outcomes the scheduler did not hear
         self._workers: list[threading.Thread] = []
         self._http = httpx.Client(
-            base_url=config.scheduler_url, timeout=10.0, verify=ssl.create_default_context(cafile=config.ca_file) if config.ca_file else True,
+            base_url=config.scheduler_url,
+            timeout=10.0,
+            verify=trust(config.ca_file),
             headers={"Authorization": f"Bearer {config.token}"},
-        )  # fmt: skip
+        )
 
     def run(self) -> None:
         backoff = self.config.interval_s

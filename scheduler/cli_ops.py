@@ -8,7 +8,6 @@ vmpack plans [list] | create --goal G [--hosts ...] | show ID | approve ID | app
 from __future__ import annotations
 
 import argparse
-import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.table import Table
+
+from agents.agent import trust
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -56,9 +57,11 @@ def _client(args: argparse.Namespace) -> httpx.Client:
     except OSError as exc:
         raise OpsError(f"--token-file: {args.token_file}: {exc.strerror}", 2) from None
     return httpx.Client(
-        base_url=args.scheduler, timeout=600.0, verify=ssl.create_default_context(cafile=args.ca_file) if args.ca_file else True,
+        base_url=args.scheduler,
+        timeout=600.0,
+        verify=trust(args.ca_file),
         headers={"Authorization": f"Bearer {token}"},
-    )  # fmt: skip
+    )
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
