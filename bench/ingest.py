@@ -94,9 +94,7 @@ async def run(args: argparse.Namespace, url: str, pid: int) -> None:
         f"({args.agents} agents every {args.interval:g} s, 10 domains each)"
     )
     p50, p99 = 1000 * statistics.median(got), 1000 * percentile(got, 0.99)
-    print(
-        f"  report latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; scheduler CPU {100 * cpu:.0f} % of a core"
-    )
+    print(f"  report latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; scheduler CPU {100 * cpu:.0f} %")
     print(f"  baseline /health at the same rate: p50 {1000 * statistics.median(health):.1f} ms, "
           f"p99 {1000 * percentile(health, 0.99):.1f} ms")  # fmt: skip
     operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
