@@ -5,17 +5,46 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
 
 from scheduler.service.executor import ExecutionPolicy
+from scheduler.service.store import OrderRecord
 from tests.lab_cluster import agents, lab, wait_for
-from tests.service_harness import OPERATOR_TOKEN, Clock, free_port, running_service
+from tests.service_harness import OPERATOR_TOKEN, Clock, Service, free_port, running_service
 from vmpack_lab.guest import boots, heartbeats
 from vmpack_lab.hosts import stop
 
 pytestmark = pytest.mark.lab
+
+
+def start_one_migration(service: Service) -> tuple[int, OrderRecord]:
+    """Two hosts with one VM each: consolidate, approve, apply, and wait for the migration."""
+    ops = service.client(OPERATOR_TOKEN)
+    wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 2, 30, "reports")
+    plan_id = int(
+        ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 5}).json()["id"]
+    )
+    ops.post(f"/v1/plans/{plan_id}/approve")
+    ops.post(f"/v1/plans/{plan_id}/apply")
+
+    def running() -> bool:
+        return [o.status for o in service.store.orders(plan_id=plan_id)] == ["running"]
+
+    wait_for(running, 30, "the migration to start")
+    return plan_id, service.store.orders(plan_id=plan_id)[0]
+
+
+def finished_plan(service: Service, plan_id: int, timeout_s: float = 180) -> dict[str, Any]:
+    """The plan once it no longer runs (done, failed or cancelled)."""
+    ops = service.client(OPERATOR_TOKEN)
+    wait_for(
+        lambda: ops.get(f"/v1/plans/{plan_id}").json()["status"] != "running", timeout_s, "the plan"
+    )
+    plan: dict[str, Any] = ops.get(f"/v1/plans/{plan_id}").json()
+    return plan
 
 
 class WallClock(Clock):
@@ -40,12 +69,7 @@ def test_consolidation_with_real_live_migrations(tmp_path: Path) -> None:
         plan_id = created["id"]
         assert ops.post(f"/v1/plans/{plan_id}/approve").status_code == 200
         assert ops.post(f"/v1/plans/{plan_id}/apply").json()["status"] == "running"
-        wait_for(
-            lambda: ops.get(f"/v1/plans/{plan_id}").json()["status"] != "running",
-            180,
-            "the plan",
-        )
-        plan = ops.get(f"/v1/plans/{plan_id}").json()
+        plan = finished_plan(service, plan_id)
         assert plan["status"] == "done", plan["events"]
         time.sleep(2)  # a couple more heartbeats after the last move
         where = cluster.where()
@@ -75,26 +99,11 @@ def test_destination_dies_mid_migration_vm_stays_on_source(tmp_path: Path) -> No
         agents(service.url, cluster.hosts),
     ):
         ops = service.client(OPERATOR_TOKEN)
-        wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 2, 30, "reports")
-        plan_id = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 5}).json()[
-            "id"
-        ]
-        ops.post(f"/v1/plans/{plan_id}/approve")
-        ops.post(f"/v1/plans/{plan_id}/apply")
-        wait_for(
-            lambda: [o.status for o in service.store.orders(plan_id=plan_id)] == ["running"],
-            30,
-            "the migration to start",
-        )
-        order = service.store.orders(plan_id=plan_id)[0]
+        plan_id, order = start_one_migration(service)
         time.sleep(8.0)  # past the set-up: the memory copy is under way
         destination = next(h for h in cluster.hosts if h.name == order.target)
         stop(destination)  # the destination host dies: its libvirtd and its QEMU processes
-        wait_for(
-            lambda: ops.get(f"/v1/plans/{plan_id}").json()["status"] == "failed",
-            120,
-            "the plan to fail",
-        )
+        assert finished_plan(service, plan_id)["status"] == "failed"
         failed = service.store.orders(plan_id=plan_id)[0]
         assert failed.status == "failed" and failed.error.startswith("libvirt: ")
         console = cluster.consoles[order.vm]
@@ -121,28 +130,10 @@ def test_scheduler_restart_mid_plan_resumes(tmp_path: Path) -> None:
         agents(f"http://127.0.0.1:{port}", cluster.hosts),
     ):
         with running_service(db, WallClock(), port, slow) as service:
-            ops = service.client(OPERATOR_TOKEN)
-            wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 2, 30, "reports")
-            plan_id = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 5}).json()[
-                "id"
-            ]
-            ops.post(f"/v1/plans/{plan_id}/approve")
-            ops.post(f"/v1/plans/{plan_id}/apply")
-            wait_for(
-                lambda: [o.status for o in service.store.orders(plan_id=plan_id)] == ["running"],
-                30,
-                "the migration",
-            )
-            order = service.store.orders(plan_id=plan_id)[0]
+            plan_id, order = start_one_migration(service)
         time.sleep(3)  # the scheduler is down; the migration goes on, the agents keep trying
         with running_service(db, WallClock(), port, slow) as service:
-            ops = service.client(OPERATOR_TOKEN)
-            wait_for(
-                lambda: ops.get(f"/v1/plans/{plan_id}").json()["status"] != "running",
-                180,
-                "the plan",
-            )
-            plan = ops.get(f"/v1/plans/{plan_id}").json()
+            plan = finished_plan(service, plan_id)
             assert plan["status"] == "done", plan["events"]
             assert "resumed after a scheduler restart" in [e["event"] for e in plan["events"]]
             assert service.store.orders(plan_id=plan_id)[0].status == "succeeded"
