@@ -20,6 +20,7 @@ from scheduler.service.store import SqliteStore
 
 AGENT_TOKEN = "agent-token-0123456789"
 OPERATOR_TOKEN = "operator-token-0123456789"
+BOUND_TOKEN = "bound-agent-token-0123456789"  # may act for kvm-01 only
 
 
 class Clock:
@@ -58,7 +59,7 @@ def running_service(
     clock = clock or Clock()
     store = SqliteStore(db)
     config = ServiceConfig(
-        Tokens((AGENT_TOKEN,), (OPERATOR_TOKEN,)),
+        Tokens((AGENT_TOKEN, BOUND_TOKEN), (OPERATOR_TOKEN,), {BOUND_TOKEN: "kvm-01"}),
         Heartbeat(30.0, 120.0),
         solver_workers=1,
         clock=clock,

@@ -111,7 +111,7 @@ def test_evacuate_and_explain() -> None:
                 "--operator-token-file",
                 "pyproject.toml",
             ],
-            "tokens: one per line, at least 16",
+            "pyproject.toml:1: tokens: one 'TOKEN [HOST]' a line",
         ),
         (
             ["agent", "--scheduler", "http://127.0.0.1:1", "--token-file", "/nope"],

@@ -13,7 +13,14 @@ from scheduler.check import check_plan
 from scheduler.engine import plan_from_json
 from scheduler.service.server import Listen
 from tests.libvirt_hosts import Guest, connect, write_host
-from tests.service_harness import AGENT_TOKEN, OPERATOR_TOKEN, Service, free_port, running_service
+from tests.service_harness import (
+    AGENT_TOKEN,
+    BOUND_TOKEN,
+    OPERATOR_TOKEN,
+    Service,
+    free_port,
+    running_service,
+)
 
 
 def agents_for(tmp_path: Path, service: Service) -> list[Agent]:
@@ -243,3 +250,25 @@ def test_tls_with_the_operators_certificate(tmp_path: Path) -> None:
         plain = service.url.replace("https://", "http://")
         with pytest.raises(httpx.HTTPError):
             httpx.get(plain + "/health", timeout=5)
+
+
+def test_a_bound_agent_token_acts_for_its_host_only(tmp_path: Path) -> None:
+    with running_service(tmp_path / "vmpack.db") as service:
+        bound = service.client(BOUND_TOKEN)
+        mine = probe(
+            connect(write_host(tmp_path, 1, 8, 32, [Guest("a", 1024)])), "kvm-01"
+        ).to_json()
+        other = probe(
+            connect(write_host(tmp_path, 2, 8, 32, [Guest("b", 1024)])), "kvm-02"
+        ).to_json()
+        assert bound.post("/v1/reports", json=mine).status_code == 200
+        refused = bound.post("/v1/reports", json=other)
+        assert (
+            refused.status_code == 403
+            and refused.json()["error"] == "host: this token reports for kvm-01 only"
+        )
+        assert [r.host for r, _ in service.store.reports()] == ["kvm-01"]
+        assert bound.get("/v1/orders", params={"host": "kvm-02"}).status_code == 403
+        assert bound.get("/v1/orders", params={"host": "kvm-01"}).json() == []
+        metrics = service.client(None).get("/metrics").text
+        assert 'vmpack_reports_received_total{outcome="rejected"} 1.0' in metrics

@@ -29,7 +29,7 @@ from scheduler.service.api_models import (
     PlanIn,
     ReportIn,
 )
-from scheduler.service.auth import Role, Tokens, requires
+from scheduler.service.auth import Principal, Role, Tokens, requires
 from scheduler.service.executor import ExecutionPolicy, Executor
 from scheduler.service.inventory import snapshot
 from scheduler.service.liveness import Heartbeat
@@ -110,8 +110,11 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
     def prometheus() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics.registry).decode())
 
-    @app.post("/v1/reports", dependencies=[agent])
-    def report(body: ReportIn) -> dict[str, Any]:
+    @app.post("/v1/reports")
+    def report(body: ReportIn, who: Principal = agent) -> dict[str, Any]:
+        if not who.may_act_for(body.host):
+            metrics.reports.labels("rejected").inc()
+            raise HTTPException(403, f"host: this token reports for {who.host} only")
         store.save_report(HostReport.from_json(body.model_dump()), at=config.clock())
         metrics.reports.labels("accepted").inc()
         return {"accepted": True}
@@ -214,9 +217,11 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
             executor.start(plan_id)
         return {"id": plan_id, "status": target}
 
-    @app.get("/v1/orders", dependencies=[agent])
-    def orders(host: str) -> list[dict[str, Any]]:
+    @app.get("/v1/orders")
+    def orders(host: str, who: Principal = agent) -> list[dict[str, Any]]:
         """Open orders of a host's agent, and those cancelled while it runs them."""
+        if not who.may_act_for(host):
+            raise HTTPException(403, f"host: this token takes orders for {who.host} only")
         wanted = ("pending", "running", "cancelled")
         return [
             {"id": o.id, "vm": o.vm, "target": o.target, "status": o.status, **o.details}
@@ -225,8 +230,11 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
             and (o.status != "cancelled" or config.clock() - o.updated_at < 600)
         ]
 
-    @app.post("/v1/orders/{order_id}", dependencies=[agent])
-    def order_update(order_id: int, body: OrderUpdateIn) -> dict[str, Any]:
+    @app.post("/v1/orders/{order_id}")
+    def order_update(order_id: int, body: OrderUpdateIn, who: Principal = agent) -> dict[str, Any]:
+        mine = [o for o in store.orders() if o.id == order_id]
+        if mine and not who.may_act_for(mine[0].source):
+            raise HTTPException(403, f"order: {order_id} belongs to {mine[0].source}'s agent")
         fields = body.model_dump(exclude={"status"}, exclude_none=True)
         try:
             order = store.update_order(order_id, body.status, config.clock(), **fields)

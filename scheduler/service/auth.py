@@ -1,16 +1,17 @@
 """Who may call what: agents and operators hold different bearer tokens.
 
-Agents may only send reports; operators may read everything and change plans and hosts.
-Tokens are compared in constant time; a missing or unknown token is 401, a token of the
-wrong role is 403.
+Agents may only send reports and take orders; operators may read everything and change
+plans and hosts. An agent token may be bound to one host (a line ``TOKEN HOST`` in the agent
+token file): it then reports for that host only and sees that host's orders only. Tokens are
+compared in constant time; a missing or unknown token is 401, the wrong role or host 403.
 """
 
 from __future__ import annotations
 
 import enum
 import hmac
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Header, HTTPException
@@ -22,39 +23,63 @@ class Role(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Principal:
+    role: Role
+    host: str | None = None  # an agent token bound to one host
+
+    def may_act_for(self, host: str) -> bool:
+        return self.host is None or self.host == host
+
+
+@dataclass(frozen=True)
 class Tokens:
     agent: tuple[str, ...]
     operator: tuple[str, ...]
+    agent_hosts: Mapping[str, str] = field(default_factory=dict)  # token -> its only host
 
     @staticmethod
     def from_files(agent_file: Path, operator_file: Path) -> Tokens:
-        return Tokens(_read_tokens(agent_file), _read_tokens(operator_file))
+        agents = _read_tokens(agent_file, bindable=True)
+        operators = _read_tokens(operator_file, bindable=False)
+        bound = {token: host for token, host in agents if host}
+        return Tokens(tuple(t for t, _ in agents), tuple(t for t, _ in operators), bound)
 
-    def role_of(self, token: str) -> Role | None:
+    def principal(self, token: str) -> Principal | None:
         for role, known in ((Role.AGENT, self.agent), (Role.OPERATOR, self.operator)):
-            if any(hmac.compare_digest(token, candidate) for candidate in known):
-                return role
+            for candidate in known:
+                if hmac.compare_digest(token, candidate):
+                    return Principal(role, self.agent_hosts.get(candidate))
         return None
 
 
-def _read_tokens(path: Path) -> tuple[str, ...]:
-    tokens = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    if not tokens or any(len(t) < 16 for t in tokens):
-        raise ValueError(f"{path}: tokens: one per line, at least 16 characters each")
-    return tokens
+def _read_tokens(path: Path, bindable: bool) -> list[tuple[str, str]]:
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > (2 if bindable else 1) or len(fields[0]) < 16:
+            shape = "TOKEN [HOST]" if bindable else "TOKEN"
+            raise ValueError(
+                f"{path}:{number}: tokens: one '{shape}' a line, tokens of 16+ characters"
+            )
+        entries.append((fields[0], fields[1] if len(fields) > 1 else ""))
+    if not entries:
+        raise ValueError(f"{path}: tokens: the file has none")
+    return entries
 
 
-def requires(tokens: Tokens, allowed: Iterable[Role]) -> Callable[[str | None], Role]:
+def requires(tokens: Tokens, allowed: Iterable[Role]) -> Callable[[str | None], Principal]:
     wanted = frozenset(allowed)
 
-    def check(authorization: str | None = Header(default=None)) -> Role:
+    def check(authorization: str | None = Header(default=None)) -> Principal:
         if not authorization or not authorization.startswith("Bearer "):
             raise HTTPException(401, "authorization: a bearer token is required")
-        role = tokens.role_of(authorization.removeprefix("Bearer ").strip())
-        if role is None:
+        who = tokens.principal(authorization.removeprefix("Bearer ").strip())
+        if who is None:
             raise HTTPException(401, "authorization: unknown token")
-        if role not in wanted:
-            raise HTTPException(403, f"authorization: a {role.value} token may not do this")
-        return role
+        if who.role not in wanted:
+            raise HTTPException(403, f"authorization: a {who.role.value} token may not do this")
+        return who
 
     return check
