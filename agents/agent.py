@@ -11,6 +11,7 @@ in a thread of its own; an order cancelled meanwhile aborts the libvirt job.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
@@ -67,6 +68,8 @@ class Agent:
         self._lock = threading.Lock()  # the HTTP client is shared with migration threads
         self._running: dict[int, threading.Event] = {}
         self._unsent: dict[int, dict[str, object]] = {}  # outcomes the scheduler did not hear
+        self._changed = threading.Event()  # a domain started, stopped, migrated...
+        self._watched: libvirt.virConnect | None = None
         self._workers: list[threading.Thread] = []
         self._http = httpx.Client(
             base_url=config.scheduler_url,
@@ -80,11 +83,13 @@ class Agent:
         while not self.stopping.is_set():
             ok = self.beat()
             backoff = self.config.interval_s if ok else min(self.config.max_backoff_s, backoff * 2)
-            self.stopping.wait(backoff)
+            self._changed.wait(backoff)  # the next beat comes early when a domain changes
+            self._changed.clear()
         self._http.close()
 
     def stop(self) -> None:
         self.stopping.set()
+        self._changed.set()
 
     def beat(self) -> bool:
         """One probe, one report and a look at the orders; False if the report failed."""
@@ -172,6 +177,7 @@ class Agent:
         try:
             if self._conn is None or not self._conn.isAlive():
                 self._conn = self.connect(self.config.libvirt_uri)
+            self._watch(self._conn)
             return probe(
                 self._conn, self.config.host, self.config.labels,
                 self.config.advertise_uri or self.config.libvirt_uri,
@@ -183,6 +189,16 @@ class Agent:
             self.status.last_error = f"libvirt: {exc.get_error_message()}"
             log.warning("probe failed: %s", self.status.last_error)
             return None
+
+    def _watch(self, conn: libvirt.virConnect) -> None:
+        """Hear of lifecycle events on this connection (needs ``ensure_event_loop`` first)."""
+        if self._watched is conn:
+            return
+        with contextlib.suppress(libvirt.libvirtError):  # a driver without events: beats only
+            conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lambda *_: self._changed.set(), None
+            )
+            self._watched = conn
 
     def _send(self, report: HostReport) -> bool:
         try:

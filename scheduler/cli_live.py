@@ -84,6 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_agent(args: argparse.Namespace) -> int:
     from agents.agent import Agent, AgentConfig
+    from agents.events import ensure_event_loop
 
     labels = {}
     for item in args.label:
@@ -96,6 +97,7 @@ def run_agent(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise LiveInputError(f"--token-file: {args.token_file}: {exc.strerror}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    ensure_event_loop()  # before the first connection, so lifecycle events reach the agent
     config = AgentConfig(
         args.host, args.libvirt, args.scheduler, token, args.interval, labels,
         ca_file=args.ca_file, advertise_uri=args.advertise_uri,

@@ -13,6 +13,7 @@ from pathlib import Path
 import libvirt
 
 from agents.agent import Agent, AgentConfig
+from agents.events import ensure_event_loop
 from tests.service_harness import AGENT_TOKEN, free_port
 from vmpack_lab.guest import build_guest, domain_xml, heartbeats
 from vmpack_lab.hosts import LabHost, lab_hosts, start, stop
@@ -67,6 +68,7 @@ def lab(base: Path, layout: list[list[str]], memory_mib: int = 128) -> Iterator[
 def agents(
     scheduler_url: str, hosts: list[LabHost], interval_s: float = 0.5
 ) -> Iterator[list[Agent]]:
+    ensure_event_loop()  # as `vmpack agent` does: lifecycle events trigger early reports
     # On loopback, each destination's QEMU listens on 127.0.0.1 for the migration stream.
     configs = [
         AgentConfig(h.name, h.uri, scheduler_url, AGENT_TOKEN, interval_s, {"rack": "r1"}, 2.0)

@@ -12,6 +12,7 @@ from agents.libvirt_probe import probe
 from scheduler.check import check_plan
 from scheduler.engine import plan_from_json
 from scheduler.service.server import Listen
+from tests.lab_cluster import wait_for
 from tests.libvirt_hosts import Guest, connect, write_host
 from tests.service_harness import (
     AGENT_TOKEN,
@@ -272,3 +273,25 @@ def test_a_bound_agent_token_acts_for_its_host_only(tmp_path: Path) -> None:
         assert bound.get("/v1/orders", params={"host": "kvm-01"}).json() == []
         metrics = service.client(None).get("/metrics").text
         assert 'vmpack_reports_received_total{outcome="rejected"} 1.0' in metrics
+
+
+def test_agent_reports_at_once_when_a_domain_changes(tmp_path: Path) -> None:
+    import threading
+
+    from agents.events import ensure_event_loop
+
+    ensure_event_loop()  # before the connection is opened
+    uri = write_host(tmp_path, 1, 8, 32, [Guest("a", 1024), Guest("b", 1024)])
+    conn = connect(uri)
+    with running_service(tmp_path / "vmpack.db") as service:
+        config = AgentConfig("kvm-01", uri, service.url, AGENT_TOKEN, interval_s=3600.0)
+        agent = Agent(config, connect=lambda _u: conn)
+        thread = threading.Thread(target=agent.run, daemon=True)
+        thread.start()
+        ops = service.client(OPERATOR_TOKEN)
+        wait_for(lambda: agent.status.reports_sent == 1, 10, "the first report")
+        conn.lookupByName("b").destroy()  # an hour before the next beat: only the event tells
+        wait_for(lambda: [v["name"] for v in ops.get("/v1/vms").json()] == ["a"], 10, "the event")
+        assert agent.status.reports_sent == 2
+        agent.stop()
+        thread.join(10)
