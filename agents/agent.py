@@ -15,6 +15,7 @@ import contextlib
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -53,6 +54,7 @@ class AgentStatus:
     probes_failed: int = 0
     migrations_done: int = 0
     migrations_failed: int = 0
+    last_report_at: float = 0.0
     last_error: str = ""
 
 
@@ -209,6 +211,7 @@ class Agent:
         if response.status_code != 200:
             return self._failed(f"scheduler: {response.status_code} {response.text[:200]}")
         self.status.reports_sent += 1
+        self.status.last_report_at = time.time()
         return True
 
     def _failed(self, error: str) -> bool:

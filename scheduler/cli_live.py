@@ -41,6 +41,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     agent.add_argument("--ca-file", help="CA bundle to verify the scheduler's certificate")
     agent.add_argument("--advertise-uri", default="", help="libvirt URI other hosts reach us at")
     agent.add_argument("--migration-address", default="")
+    agent.add_argument("--metrics-listen", default="127.0.0.1:9701", metavar="HOST:PORT",
+                       help="where the agent serves its own /metrics")  # fmt: skip
     agent.set_defaults(run=run_agent)
 
     lab = sub.add_parser("lab", help="a local multi-host libvirt lab with tiny guests")
@@ -85,6 +87,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_agent(args: argparse.Namespace) -> int:
     from agents.agent import Agent, AgentConfig
     from agents.events import ensure_event_loop
+    from agents.metrics import serve_metrics
 
     labels = {}
     for item in args.label:
@@ -103,7 +106,12 @@ def run_agent(args: argparse.Namespace) -> int:
         ca_file=args.ca_file, advertise_uri=args.advertise_uri,
         migration_address=args.migration_address,
     )  # fmt: skip
-    Agent(config).run()
+    host, _, port = args.metrics_listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise LiveInputError(f"--metrics-listen: expected HOST:PORT, got '{args.metrics_listen}'")
+    agent = Agent(config)
+    serve_metrics(agent, host, int(port))
+    agent.run()
     return 0
 
 
