@@ -17,25 +17,28 @@ class _AgentCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         status = self.agent.status
-        reports = CounterMetricFamily(
-            "vmpack_agent_reports", "Reports to the scheduler", labels=["outcome"]
-        )
-        reports.add_metric(["sent"], status.reports_sent)
-        reports.add_metric(["failed"], status.reports_failed)
-        yield reports
+        yield _by_outcome(
+            "vmpack_agent_reports", "Reports to the scheduler",
+            {"sent": status.reports_sent, "failed": status.reports_failed},
+        )  # fmt: skip
         yield CounterMetricFamily(
             "vmpack_agent_probes_failed", "libvirt probes that failed", value=status.probes_failed
         )
-        migrations = CounterMetricFamily(
-            "vmpack_agent_migrations", "Migrations carried out", labels=["outcome"]
-        )
-        migrations.add_metric(["succeeded"], status.migrations_done)
-        migrations.add_metric(["failed"], status.migrations_failed)
-        yield migrations
+        yield _by_outcome(
+            "vmpack_agent_migrations", "Migrations carried out",
+            {"succeeded": status.migrations_done, "failed": status.migrations_failed},
+        )  # fmt: skip
         yield GaugeMetricFamily(
             "vmpack_agent_last_report_timestamp_seconds", "When the last report was accepted",
             value=status.last_report_at,
         )  # fmt: skip
+
+
+def _by_outcome(name: str, text: str, counts: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, text, labels=["outcome"])
+    for outcome, count in counts.items():
+        family.add_metric([outcome], count)
+    return family
 
 
 def serve_metrics(agent: Agent, host: str, port: int) -> CollectorRegistry:
