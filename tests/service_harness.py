@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from scheduler.model import Limits
 from scheduler.service.api import ServiceConfig, create_app
 from scheduler.service.auth import Tokens
 from scheduler.service.executor import ExecutionPolicy
@@ -55,6 +56,7 @@ def running_service(
     port: int | None = None,
     execution: ExecutionPolicy | None = None,
     tls: tuple[Path, Path] | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[Service]:
     clock = clock or Clock()
     store = SqliteStore(db)
@@ -64,6 +66,7 @@ def running_service(
         solver_workers=1,
         clock=clock,
         execution=execution or ExecutionPolicy(tick_s=0.2),
+        limits=limits or Limits(),
     )
     port = port or free_port()
     app = create_app(config, store)

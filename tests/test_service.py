@@ -314,3 +314,45 @@ def test_agent_serves_its_own_metrics(tmp_path: Path) -> None:
         assert 'vmpack_agent_reports_total{outcome="sent"} 2.0' in text
         assert 'vmpack_agent_migrations_total{outcome="failed"} 0.0' in text
         assert "vmpack_agent_last_report_timestamp_seconds" in text
+
+
+@pytest.mark.parametrize(("policy", "attempted"), [("stop", 1), ("continue", 2)])
+def test_failed_migrations_stop_or_continue_the_plan(
+    tmp_path: Path, policy: str, attempted: int
+) -> None:
+    # libvirt's test driver cannot migrate: every order fails for real, in libvirt.
+    from scheduler.model import Limits
+    from scheduler.service.executor import ExecutionPolicy
+
+    one_at_a_time = Limits(max_parallel=1, max_parallel_per_host=1)
+    execution = ExecutionPolicy(on_failure=policy, tick_s=0.1)
+    with running_service(
+        tmp_path / "vmpack.db", execution=execution, limits=one_at_a_time
+    ) as service:
+        team = agents_for(tmp_path, service)  # kvm-02 and kvm-03 hold one VM each: two moves
+        for agent in team:
+            agent.beat()
+        ops = service.client(OPERATOR_TOKEN)
+        plan_id = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 3}).json()[
+            "id"
+        ]
+        ops.post(f"/v1/plans/{plan_id}/approve")
+        ops.post(f"/v1/plans/{plan_id}/apply")
+
+        def settled() -> bool:
+            for agent in team:
+                agent.beat()
+                agent.wait_for_migrations(10)
+            return ops.get(f"/v1/plans/{plan_id}").json()["status"] != "running"
+
+        wait_for(settled, 60, "the plan to end")
+        plan = ops.get(f"/v1/plans/{plan_id}").json()
+        assert plan["status"] == "failed"
+        orders = plan["orders"]
+        assert len(orders) == attempted and all(o["status"] == "failed" for o in orders)
+        assert all(o["error"].startswith("libvirt: ") for o in orders)
+        # Each VM is still where it was: the agents checked libvirt after the attempt.
+        where = {v["name"]: v["host"] for v in ops.get("/v1/vms").json()}
+        assert where == {"web1": "kvm-01", "db1": "kvm-01", "web2": "kvm-02", "cache1": "kvm-03"}
+        failed = f'vmpack_migrations_total{{outcome="failed"}} {float(attempted)}'
+        assert failed in ops.get("/metrics").text
