@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 
 from scheduler.model import Cluster, HostState
-from scheduler.plan import Plan
+from scheduler.plan import Move, Plan
 from scheduler.rules import Rule
 
 
@@ -52,8 +52,9 @@ def check_plan(cluster: Cluster, plan: Plan) -> list[str]:
         found = _check_wave(cluster, location, residents, wave, hard)
         problems += [f"wave {number}: {p}" for p in found]
         for move in wave:
-            if location.get(move.vm) is not None:
-                residents[location[move.vm]].discard(move.vm)  # type: ignore[index]
+            previous = location.get(move.vm)
+            if previous is not None:
+                residents[previous].discard(move.vm)
             location[move.vm] = move.target
             residents.setdefault(move.target, set()).add(move.vm)
     problems += _check_final(cluster, location, plan, hard)
@@ -64,7 +65,7 @@ def _check_wave(
     cluster: Cluster,
     location: Mapping[str, str | None],
     residents: Mapping[str, set[str]],
-    wave: Iterable[object],
+    wave: Iterable[Move],
     hard: list[Rule],
 ) -> list[str]:
     problems = []
@@ -78,7 +79,7 @@ def _check_wave(
             f"{len(moves)} moves at once, max_parallel is {cluster.limits.max_parallel}"
         )
     for move in moves:
-        vm, source, target = move.vm, move.source, move.target  # type: ignore[attr-defined]
+        vm, source, target = move.vm, move.source, move.target
         if vm not in cluster.vm_by_name:
             problems.append(f"unknown VM {vm}")
             continue
@@ -98,7 +99,7 @@ def _check_wave(
         for h, n in per_host.items()
         if n > limit
     ]
-    touched = {m.target for m in moves}  # type: ignore[attr-defined]
+    touched = {m.target for m in moves}
     there = set(arriving).union(*(residents.get(h, set()) for h in touched))
     problems += _capacity(cluster, presence, touched, there)
     problems += [

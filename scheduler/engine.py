@@ -14,7 +14,7 @@ from scheduler.check import stranded
 from scheduler.evaluate import Indicators, broken_soft_rules, indicators
 from scheduler.explain import conflicting_rules
 from scheduler.model import Cluster, Goal
-from scheduler.plan import Plan, build_plan, starting_placement
+from scheduler.plan import Move, Plan, build_plan, starting_placement
 from scheduler.solver.bounds import moves_lower_bound
 from scheduler.solver.encoding import Encoding
 from scheduler.solver.search import Decision, SearchOptions, decide, greedy_start, whole_scope
@@ -126,8 +126,6 @@ def plan_to_json(outcome: Outcome) -> dict[str, Any]:
 
 def plan_from_json(data: Mapping[str, Any]) -> Plan:
     """Read a plan written by ``plan_to_json`` (for ``vmpack check``)."""
-    from scheduler.plan import Move
-
     by_step: dict[int, list[Move]] = {}
     for entry in [*data.get("migrations", []), *data.get("placements", [])]:
         move = Move(

@@ -80,6 +80,3 @@ def _util(values: tuple[float, float, float] | None) -> str:
         return "-"
     _, mean, high = values
     return f"{100 * mean:.0f} % / {100 * high:.0f} %"
-
-
-__all__ = ["format_mib", "print_outcome", "progress_display"]

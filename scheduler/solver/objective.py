@@ -65,7 +65,7 @@ def _lexicographic_weights(uppers: list[int]) -> list[int]:
     weights = [1] * len(uppers)
     for i in range(len(uppers) - 2, -1, -1):
         weights[i] = weights[i + 1] * (uppers[i + 1] + 1)
-    while weights and weights[0] * (uppers[0] + 1) > MAX_EXACT:
+    if weights and weights[0] * (uppers[0] + 1) > MAX_EXACT:
         raise OverflowError("objective tiers too large for an exact lexicographic weighting")
     return weights
 
