@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from scheduler.model import Cluster, HostState, active_hosts, host_loads
+from scheduler.model import Cluster, HostState, active_hosts, host_loads, vms_by_host
 
 REPORT_OUTCOMES = ("accepted", "rejected")
 GOALS = ("place", "consolidate", "balance", "evacuate")
@@ -108,15 +108,12 @@ def _capacity_families(cluster: Cluster) -> Iterator[GaugeMetricFamily]:
         "vmpack_host_allocated", "Allocated to VMs", labels=["host", "resource"]
     )
     vms = GaugeMetricFamily("vmpack_host_vms", "VMs on the host", labels=["host"])
-    residents: dict[str, int] = {}
-    for where in cluster.current_placement.values():
-        if where is not None:
-            residents[where] = residents.get(where, 0) + 1
+    residents = vms_by_host(cluster.current_placement)
     for host in cluster.hosts:
         for resource in cluster.resources:
             capacity.add_metric([host.name, resource], host.capacity.get(resource, 0))
             allocated.add_metric([host.name, resource], loads[host.name].get(resource, 0))
-        vms.add_metric([host.name], residents.get(host.name, 0))
+        vms.add_metric([host.name], len(residents.get(host.name, ())))
     yield capacity
     yield allocated
     yield vms

@@ -21,7 +21,18 @@ from agents.libvirt_probe import HostReport
 from scheduler.engine import decide_plan, plan_to_json
 from scheduler.explain import why_not_placed
 from scheduler.metrics import ClusterView, SchedulerMetrics
-from scheduler.model import DISK, MEMORY, VCPUS, VM, Cluster, Goal, HostState, Limits, Policy
+from scheduler.model import (
+    DISK,
+    MEMORY,
+    VCPUS,
+    VM,
+    Cluster,
+    Goal,
+    HostState,
+    Limits,
+    Policy,
+    vms_by_host,
+)
 from scheduler.service.api_models import (
     HostStateIn,
     OrderUpdateIn,
@@ -122,14 +133,11 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
     @app.get("/v1/hosts", dependencies=[operator])
     def hosts() -> list[dict[str, Any]]:
         cluster, ages = current()
-        residents = {h.name: 0 for h in cluster.hosts}
-        for vm in cluster.vms:
-            if vm.host is not None:
-                residents[vm.host] += 1
+        residents = vms_by_host(cluster.current_placement)
         return [
             {"name": h.name, "state": h.state.value, "capacity": dict(h.capacity),
-             "physical": dict(h.physical), "labels": dict(h.labels), "vms": residents[h.name],
-             "report_age_s": round(ages[h.name], 3)}
+             "physical": dict(h.physical), "labels": dict(h.labels),
+             "vms": len(residents.get(h.name, ())), "report_age_s": round(ages[h.name], 3)}
             for h in cluster.hosts
         ]  # fmt: skip
 
@@ -232,9 +240,9 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
 
     @app.post("/v1/orders/{order_id}")
     def order_update(order_id: int, body: OrderUpdateIn, who: Principal = agent) -> dict[str, Any]:
-        mine = [o for o in store.orders() if o.id == order_id]
-        if mine and not who.may_act_for(mine[0].source):
-            raise HTTPException(403, f"order: {order_id} belongs to {mine[0].source}'s agent")
+        mine = store.order(order_id)
+        if mine is not None and not who.may_act_for(mine.source):
+            raise HTTPException(403, f"order: {order_id} belongs to {mine.source}'s agent")
         fields = body.model_dump(exclude={"status"}, exclude_none=True)
         try:
             order = store.update_order(order_id, body.status, config.clock(), **fields)

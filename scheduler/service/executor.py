@@ -174,9 +174,8 @@ class Executor:
             stopped = cancel.is_set() or (failures and self.policy.on_failure == "stop")
             remaining = [m for m in moves if m.index not in by_move]  # failed moves are not retried
             if stopped:
-                self._cancel_open(
-                    orders, "cancelled" if cancel.is_set() else "plan stopped after a failure"
-                )
+                why = "cancelled" if cancel.is_set() else "plan stopped after a failure"
+                self._cancel_open(orders, why, abort_running=cancel.is_set())
                 if not in_flight or cancel.is_set():
                     status = "cancelled" if cancel.is_set() else "failed"
                     self._finish(plan_id, status, "; ".join(failures) or "cancelled by an operator")
@@ -228,13 +227,12 @@ class Executor:
         found = []
         for order in orders:
             key = (order.id, order.status)
-            if order.status == "failed" and key not in self._reported:
-                self._reported.add(key)
+            if order.status not in ("failed", "succeeded") or key in self._reported:
+                continue
+            self._reported.add(key)
+            self.on_outcome(order.status)
+            if order.status == "failed":
                 found.append(f"{order.vm} {order.source}->{order.target}: {order.error}")
-                self.on_outcome("failed")
-            elif order.status == "succeeded" and key not in self._reported:
-                self._reported.add(key)
-                self.on_outcome("succeeded")
         return found
 
     def _expire(self, orders: list[OrderRecord]) -> list[OrderRecord]:
@@ -247,13 +245,11 @@ class Executor:
             fresh.append(order)
         return fresh
 
-    def _cancel_open(self, orders: list[OrderRecord], why: str) -> None:
+    def _cancel_open(self, orders: list[OrderRecord], why: str, abort_running: bool) -> None:
+        """Cancel pending orders; running ones too when an operator cancels (their agent sees
+        the cancellation at its next poll and aborts the libvirt job)."""
         for order in orders:
-            if (
-                order.status == "pending"
-            ):  # running ones are aborted by their agent when it sees this
-                self.store.update_order(order.id, "cancelled", self.clock(), error=why)
-            elif order.status == "running" and why == "cancelled":
+            if order.status == "pending" or (order.status == "running" and abort_running):
                 self.store.update_order(order.id, "cancelled", self.clock(), error=why)
 
     def _finish(self, plan_id: int, status: str, why: str) -> None:

@@ -96,6 +96,7 @@ class Store(Protocol):
     def add_order(
         self, plan_id: int, vm: str, source: str, target: str, at: float, details: dict[str, Any]
     ) -> int: ...
+    def order(self, order_id: int) -> OrderRecord | None: ...
     def orders(self, plan_id: int | None = None, host: str | None = None) -> list[OrderRecord]: ...
     def update_order(self, order_id: int, status: str, at: float, **fields: Any) -> OrderRecord: ...
 
@@ -211,6 +212,11 @@ class SqliteStore:
                 (plan_id, vm, source, target, at, json.dumps(details)),
             )
             return int(cursor.lastrowid or 0)
+
+    def order(self, order_id: int) -> OrderRecord | None:
+        select = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"
+        row = self._db.execute(select, (order_id,)).fetchone()
+        return _order(row) if row else None
 
     def orders(self, plan_id: int | None = None, host: str | None = None) -> list[OrderRecord]:
         query, args = f"SELECT {ORDER_COLUMNS} FROM orders WHERE 1 = 1", list[object]()
