@@ -152,3 +152,17 @@ def stranded(cluster: Cluster, placement: Mapping[str, str | None]) -> list[str]
     return sorted(
         vm for vm, h in placement.items() if h is None or hosts[h].state is not HostState.UP
     )
+
+
+def check_placement(cluster: Cluster, placement: Mapping[str, str | None]) -> list[str]:
+    """Capacity and hard rules of a placement at rest, and every placed VM on an up host."""
+    hard = [r for r in cluster.rules if isinstance(r, Rule) and not r.soft]
+    presence = _Presence(placement, {})
+    problems = [
+        f"{vm} is on {host}, which is {cluster.host_by_name[host].state.value}"
+        for vm, host in sorted(placement.items())
+        if host is not None and not cluster.host_by_name[host].accepts_vms
+    ]
+    problems += _capacity(cluster, presence, cluster.host_by_name, placement)
+    problems += [v for rule in hard for v in rule.violations(cluster, presence)]
+    return problems

@@ -20,8 +20,9 @@ from scheduler.cli_ops import OpsError
 from scheduler.cli_ops import add_commands as add_ops_commands
 from scheduler.engine import Outcome, decide_plan, plan_from_json, plan_to_json
 from scheduler.explain import why_not_placed
-from scheduler.model import Goal
-from scheduler.report import print_outcome, progress_display
+from scheduler.ha import check_ha
+from scheduler.model import Goal, HaPolicy, HostState
+from scheduler.report import ha_report_to_json, print_ha_report, print_outcome, progress_display
 from scheduler.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from scheduler.solver.search import SearchOptions, for_goal
 from scheduler.solver.solve import SolverSettings
@@ -72,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--vm", help="explain this VM even if it has a host")
     _solver_arguments(explain)
     explain.set_defaults(run=_run_explain)
+    ha = sub.add_parser("ha-check", help="say which VMs each host or domain failure strands")
+    ha.add_argument("scenario", nargs="?", help="scenario YAML (default: a bundled example)")
+    ha.add_argument(
+        "--failures",
+        type=int,
+        help="hosts failing together (default: the policy's, else 1)",
+    )
+    ha.add_argument("--domain", help="failure-domain label, e.g. rack (default: the policy's)")
+    ha.add_argument("--json", action="store_true", help="print the report as JSON")
+    ha.set_defaults(run=_run_ha_check)
     add_commands(sub)
     add_ops_commands(sub)
     return parser
@@ -189,6 +200,27 @@ def _run_explain(args: argparse.Namespace) -> int:
     for vm in wanted:
         print(why_not_placed(outcome.cluster, outcome.decision.placement, vm))
     return 1 if outcome.left_behind else 0
+
+
+def _run_ha_check(args: argparse.Namespace) -> int:
+    scenario, _ = _load(args.scenario)
+    cluster = scenario.cluster
+    policy = cluster.policy.ha
+    failures = policy.host_failures_to_tolerate if args.failures is None else args.failures
+    domain = policy.failure_domain if args.domain is None else args.domain
+    if not policy.required and args.failures is None and args.domain is None:
+        failures = 1  # no reserve configured: answer the usual question, N+1
+    alive = sum(1 for h in cluster.hosts if h.state is not HostState.DOWN)
+    if not 0 <= failures < alive:
+        raise InputError(f"--failures: must be between 0 and {alive - 1}, got {failures}")
+    if domain is not None and not any(domain in h.labels for h in cluster.hosts):
+        raise InputError(f"--domain: no host has the label '{domain}'")
+    report = check_ha(cluster, HaPolicy(failures, domain))
+    if args.json:
+        print(json.dumps(ha_report_to_json(report), indent=2))
+    else:
+        print_ha_report(report)
+    return 0 if report.satisfied else 1
 
 
 if __name__ == "__main__":

@@ -74,10 +74,24 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class HaPolicy:
+    """The reserve: the VMs of any ``host_failures_to_tolerate`` failed hosts, or of one
+    failed domain (hosts sharing the ``failure_domain`` label value), restart elsewhere."""
+
+    host_failures_to_tolerate: int = 0
+    failure_domain: str | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.host_failures_to_tolerate > 0 or self.failure_domain is not None
+
+
+@dataclass(frozen=True)
 class Policy:
     overcommit: Mapping[str, float] = field(
         default_factory=lambda: {VCPUS: 4.0, MEMORY: 1.0, DISK: 1.0}
     )
+    ha: HaPolicy = field(default_factory=HaPolicy)
 
 
 @dataclass(frozen=True)

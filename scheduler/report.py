@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from scheduler.engine import Outcome
+from scheduler.ha import HaReport
 from scheduler.units import format_mib
 
 MAX_WAVES_SHOWN = 5
@@ -80,3 +82,57 @@ def _util(values: tuple[float, float, float] | None) -> str:
         return "-"
     _, mean, high = values
     return f"{100 * mean:.0f} % / {100 * high:.0f} %"
+
+
+MAX_FAILURES_SHOWN = 20
+
+
+def ha_report_to_json(report: HaReport) -> dict[str, Any]:
+    return {
+        "host_failures_to_tolerate": report.policy.host_failures_to_tolerate,
+        "failure_domain": report.policy.failure_domain,
+        "satisfied": report.satisfied,
+        "exhaustive": report.exhaustive,
+        "failures": [
+            {"name": f.name, "hosts": list(f.hosts), "vms": len(f.vms),
+             "stranded": list(f.stranded), "extra_hosts": f.extra_hosts}
+            for f in report.failures
+        ],
+    }  # fmt: skip
+
+
+def print_ha_report(report: HaReport) -> None:
+    """The failures that strand VMs first, worst first; then the verdict."""
+    console = Console(soft_wrap=True)  # one line per failure, whatever the terminal width
+    policy = report.policy
+    scope = []
+    if policy.host_failures_to_tolerate:
+        scope.append(f"{policy.host_failures_to_tolerate} host failure(s) at once")
+    if policy.failure_domain:
+        scope.append(f"one {policy.failure_domain} at a time")
+    console.print(f"HA reserve check: {' and '.join(scope)}, {len(report.failures)} failures")
+    bad = sorted(
+        (f for f in report.failures if f.stranded), key=lambda f: (-len(f.stranded), f.name)
+    )
+    for f in bad[:MAX_FAILURES_SHOWN]:
+        names = ", ".join(f.stranded[:8]) + (" ..." if len(f.stranded) > 8 else "")
+        console.print(
+            f"  [red]{f.name}[/]: {len(f.stranded)} of {len(f.vms)} VMs stranded ({names}); "
+            f"at least {f.extra_hosts} more host(s) of the largest model to cover them",
+            highlight=False,
+        )
+    if len(bad) > MAX_FAILURES_SHOWN:
+        console.print(f"  ... {len(bad) - MAX_FAILURES_SHOWN} more failures strand VMs")
+    if not report.exhaustive:
+        console.print("  (too many combinations: the most loaded hosts were failed together)")
+    if report.satisfied:
+        console.print("[green]OK[/]: every failure's VMs restart on the surviving hosts")
+    else:
+        worst = report.worst
+        assert worst is not None
+        console.print(
+            f"[red]RESERVE MISSING[/]: {len(bad)} of {len(report.failures)} failures strand VMs; "
+            f"worst {worst.name}: {len(worst.stranded)} VMs, "
+            f"at least {worst.extra_hosts} more host(s)",
+            highlight=False,
+        )

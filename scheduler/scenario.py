@@ -18,6 +18,7 @@ from scheduler.model import (
     VM,
     Cluster,
     Goal,
+    HaPolicy,
     Host,
     HostState,
     Limits,
@@ -94,6 +95,11 @@ def scenario_from_data(
     return _build(spec)
 
 
+def _ha(spec: ScenarioSpec) -> HaPolicy:
+    ha = spec.policy.ha
+    return HaPolicy(ha.host_failures_to_tolerate, ha.failure_domain)
+
+
 def _build(spec: ScenarioSpec) -> Scenario:
     policy_ratio = {VCPUS: 4.0, MEMORY: 1.0, DISK: 1.0}
     policy_ratio.update({OVERCOMMIT_KEYS.get(k, k): v for k, v in spec.policy.overcommit.items()})
@@ -118,7 +124,7 @@ def _build(spec: ScenarioSpec) -> Scenario:
         spec.limits.max_moves, spec.limits.max_parallel, spec.limits.max_parallel_per_host
     )
     cluster = Cluster(
-        spec.name, tuple(hosts), tuple(vms), tuple(rules), Policy(policy_ratio), limits
+        spec.name, tuple(hosts), tuple(vms), tuple(rules), Policy(policy_ratio, _ha(spec)), limits
     )
     goal_spec = spec.goal
     if goal_spec is None:

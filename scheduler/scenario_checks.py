@@ -30,6 +30,7 @@ def _all_problems(spec: ScenarioSpec) -> Iterator[Problem]:
     yield from _overcommit_keys(("policy", "overcommit"), spec.policy.overcommit, resources)
     for i, h in enumerate(spec.hosts):
         yield from _overcommit_keys(("hosts", i, "overcommit"), h.overcommit, resources)
+    yield from _ha_problems(spec)
     capacities = _distinct_capacities(spec)
     for i, v in enumerate(spec.vms):
         if v.host is not None and v.host not in hosts:
@@ -44,6 +45,17 @@ def _all_problems(spec: ScenarioSpec) -> Iterator[Problem]:
         for j, name in enumerate(goal.hosts):
             if name not in hosts:
                 yield ("goal", "hosts", j), f"unknown host '{name}'"
+
+
+def _ha_problems(spec: ScenarioSpec) -> Iterator[Problem]:
+    ha = spec.policy.ha
+    alive = [h for h in spec.hosts if h.state != "down"]
+    if ha.host_failures_to_tolerate >= max(len(alive), 1):
+        left = f"{ha.host_failures_to_tolerate} failures would leave none of {len(alive)} hosts"
+        yield ("policy", "ha", "host_failures_to_tolerate"), left
+    label = ha.failure_domain
+    if label is not None and not any(label in h.labels for h in spec.hosts):
+        yield ("policy", "ha", "failure_domain"), f"no host has the label '{label}'"
 
 
 def _duplicates(section: str, names: list[str]) -> Iterator[Problem]:
@@ -116,6 +128,8 @@ def _rule_problems(
         yield path, f"{rule.type} needs 'hosts'"
     if rule.type in ("affinity", "anti-affinity") and len(members) < 2:
         yield (*path, "vms"), f"{rule.type} needs at least two VMs"
+    if rule.type != "spread" and rule.label is not None:
+        yield (*path, "label"), f"only spread takes 'label'; {rule.type} is per host"
     if rule.type == "spread":
         if rule.label is None:
             yield path, "spread needs 'label' (the host label naming the domain, e.g. rack)"

@@ -48,8 +48,14 @@ class VMSpec(Strict):
     usage: UsageSpec = UsageSpec()
 
 
+class HaSpec(Strict):
+    host_failures_to_tolerate: Count = 0
+    failure_domain: str | None = None
+
+
 class PolicySpec(Strict):
     overcommit: dict[str, Ratio] = {}
+    ha: HaSpec = HaSpec()
 
 
 class RuleSpec(Strict):

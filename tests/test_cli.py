@@ -130,6 +130,8 @@ def test_evacuate_and_explain() -> None:
             "--label: expected KEY=VALUE",
         ),
         (["lab", "down", "--dir", "/nonexistent-lab"], "--dir: no lab in /nonexistent-lab"),
+        (["ha-check", "--domain", "row"], "--domain: no host has the label 'row'"),
+        (["ha-check", "--failures", "16"], "--failures: must be between 0 and 15, got 16"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:

@@ -69,6 +69,8 @@ BAD = [
      11, "rules[2]", "leave no host for a"),
     (GOOD.replace("type: anti-affinity", "type: anti-afinity"), 9, "rules[0].type", "anti-afinity"),
     (GOOD + "  - {type: spread, vms: [a, b], label: zone}\n", 10, "rules[1].label", "no label 'zone'"),
+    (GOOD.replace("vms: [a, b]", "vms: [a, b], label: rack"), 9, "rules[0].label", "only spread takes 'label'"),
+    (GOOD + "policy: {ha: {failure_domain: row}}\n", 10, "policy.ha.failure_domain", "no host has the label 'row'"),
     (GOOD.replace("vcpus: 2, memory: 8GiB, disk: 20GiB, host: kvm-01", "vcpus: two, memory: 8GiB, host: kvm-01"),
      6, "vms[0].vcpus", "integer"),
 ]  # fmt: skip

@@ -1,0 +1,145 @@
+"""The HA reserve check: which VMs each host or domain failure strands, and why."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from scheduler.check import check_placement
+from scheduler.ha import check_ha
+from scheduler.model import HaPolicy, HostState
+from scheduler.scenario import ScenarioError
+from tests.conftest import cluster_of, hosts, vm
+from tests.test_properties import clusters
+
+
+def racked(n: int, per_rack: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f"h{i}",
+            "cpus": 16,
+            "memory": "64GiB",
+            "labels": {"rack": f"r{(i - 1) // per_rack}"},
+        }
+        for i in range(1, n + 1)
+    ]
+
+
+def test_n_plus_one_holds_when_the_survivors_have_room() -> None:
+    # Three 64 GiB hosts, 32 GiB used on each: any one host's VMs fit on the other two.
+    cluster = cluster_of({"name": "n1", "hosts": hosts(3), "vms": [
+        vm(f"v{h}{k}", "16GiB", f"h{h}") for h in range(1, 4) for k in range(2)]})  # fmt: skip
+    report = check_ha(cluster, HaPolicy(1))
+    assert report.satisfied and report.exhaustive
+    assert [f.name for f in report.failures] == ["h1", "h2", "h3"]
+    assert all(len(f.restarts) == 2 for f in report.failures)
+
+
+def test_n_plus_one_fails_when_hosts_are_full_and_says_how_many_hosts_cover_it() -> None:
+    # 48 GiB used on each of three 64 GiB hosts: 48 to restart, 2 x 16 free elsewhere.
+    cluster = cluster_of({"name": "full", "hosts": hosts(3), "vms": [
+        vm(f"v{h}{k}", "16GiB", f"h{h}") for h in range(1, 4) for k in range(3)]})  # fmt: skip
+    report = check_ha(cluster, HaPolicy(1))
+    assert not report.satisfied
+    worst = report.worst
+    assert worst is not None and len(worst.stranded) == 1 and worst.extra_hosts == 1
+    assert all(len(f.restarts) == 2 for f in report.failures)
+
+
+def test_n_plus_two_needs_more_room_than_n_plus_one() -> None:
+    cluster = cluster_of({"name": "n2", "hosts": hosts(4), "vms": [
+        vm(f"v{h}{k}", "16GiB", f"h{h}") for h in range(1, 5) for k in range(3)]})  # fmt: skip
+    assert check_ha(cluster, HaPolicy(1)).satisfied  # 48 GiB to restart, 3 x 16 GiB free
+    two = check_ha(cluster, HaPolicy(2))
+    assert len(two.failures) == 6 and not two.satisfied  # 96 GiB to restart, 2 x 16 GiB free
+
+
+def test_anti_affine_vms_cannot_restart_next_to_each_other() -> None:
+    cluster = cluster_of({
+        "name": "aa", "hosts": hosts(3),
+        "vms": [vm("db1", host="h1"), vm("db2", host="h2"), vm("db3", host="h3"),
+                vm("web", host="h1")],
+        "rules": [{"type": "anti-affinity", "vms": ["db1", "db2", "db3"]}],
+    })  # fmt: skip
+    report = check_ha(cluster, HaPolicy(1))
+    assert {f.name: f.stranded for f in report.failures} == {
+        "h1": ("db1",), "h2": ("db2",), "h3": ("db3",)}  # fmt: skip
+    assert report.failures[0].restarts == {"web": "h2"} or report.failures[0].restarts == {
+        "web": "h3"
+    }
+
+
+def test_a_pinned_vm_is_stranded_with_its_host() -> None:
+    cluster = cluster_of({
+        "name": "pin", "hosts": hosts(2), "vms": [vm("licensed", host="h1"), vm("free", host="h1")],
+        "rules": [{"type": "pin", "vms": ["licensed"], "hosts": ["h1"]}],
+    })  # fmt: skip
+    first = check_ha(cluster, HaPolicy(1)).failures[0]
+    assert first.stranded == ("licensed",) and first.restarts == {"free": "h2"}
+
+
+def test_a_rack_failure_restarts_on_the_other_racks_within_the_spread_rule() -> None:
+    vms = [vm(f"v{i}", "16GiB", f"h{i}") for i in range(1, 7)]
+    spread = {"type": "spread", "vms": ["v1", "v3", "v5"], "label": "rack", "max_per_domain": 1}
+    loose = cluster_of({"name": "racks", "hosts": racked(6, 2), "vms": vms})
+    report = check_ha(loose, HaPolicy(0, "rack"))
+    assert [f.name for f in report.failures] == ["rack=r0", "rack=r1", "rack=r2"]
+    assert report.satisfied
+    spread_out = cluster_of({"name": "r", "hosts": racked(6, 2), "vms": vms, "rules": [spread]})
+    strict = check_ha(spread_out, HaPolicy(0, "rack"))
+    assert [f.stranded for f in strict.failures] == [("v1",), ("v3",), ("v5",)]
+
+
+def test_too_many_combinations_fail_the_most_loaded_hosts_together() -> None:
+    many = cluster_of({"name": "big", "hosts": hosts(80), "vms": [
+        vm(f"v{i}", f"{8 * (1 + i % 4)}GiB", f"h{1 + i % 80}") for i in range(160)]})  # fmt: skip
+    report = check_ha(many, HaPolicy(2))
+    assert not report.exhaustive and len(report.failures) <= 2000
+    full = {f"h{i}" for i in range(4, 81, 4)}  # 2 x 32 GiB: the most loaded
+    tried = {h for f in report.failures for h in f.hosts}
+    assert len(tried) == 63 and full <= tried  # C(63, 2) = 1953 <= 2000 < C(64, 2)
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (
+            {"host_failures_to_tolerate": 3},
+            "ha.host_failures_to_tolerate: 3 failures would leave none of 3 hosts",
+        ),
+        ({"failure_domain": "row"}, "ha.failure_domain: no host has the label 'row'"),
+    ],
+)
+def test_impossible_ha_policies_are_rejected(policy: dict[str, Any], message: str) -> None:
+    with pytest.raises(ScenarioError, match=message):
+        cluster_of({"name": "bad", "hosts": hosts(3), "policy": {"ha": policy}})
+
+
+def test_the_policy_comes_from_the_scenario() -> None:
+    cluster = cluster_of({"name": "p", "hosts": racked(4, 2), "vms": [vm("a", host="h1")],
+                          "policy": {"ha": {"host_failures_to_tolerate": 1, "failure_domain": "rack"}}})  # fmt: skip
+    report = check_ha(cluster)
+    assert [f.name for f in report.failures] == ["h1", "h2", "h3", "h4", "rack=r0", "rack=r1"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters())
+def test_every_restart_placement_passes_the_checker(data: dict[str, Any]) -> None:
+    cluster = cluster_of(data)
+    report = check_ha(cluster, HaPolicy(1, "rack"))
+    current = cluster.current_placement
+    for failure in report.failures:
+        assert set(failure.restarts) | set(failure.stranded) == set(failure.vms)
+        after = {v: h for v, h in current.items() if h not in failure.hosts} | dict(
+            failure.restarts
+        )
+        failed = cluster.replace_hosts(
+            replace(h, state=HostState.DOWN) if h.name in failure.hosts else h
+            for h in cluster.hosts
+        )
+        assert check_placement(failed, after) == []
+        assert (failure.extra_hosts == 0) == (not failure.stranded)
+    assert check_ha(cluster, HaPolicy(1, "rack")) == report  # the check leaves nothing behind
