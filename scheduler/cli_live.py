@@ -8,7 +8,7 @@ import logging
 import socket
 from pathlib import Path
 
-from scheduler.model import VCPUS, Policy
+from scheduler.model import VCPUS, HaPolicy, Policy
 
 DEFAULT_LAB = Path("/var/tmp/vmpack-lab")
 
@@ -29,6 +29,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     serve.add_argument("--suspect-after", type=float, default=30.0, metavar="SECONDS")
     serve.add_argument("--down-after", type=float, default=120.0, metavar="SECONDS")
     serve.add_argument("--cpu-overcommit", type=float, default=4.0)
+    serve.add_argument("--ha-failures", type=int, default=0, metavar="N",
+                       help="HA reserve: host failures the cluster must absorb")  # fmt: skip
+    serve.add_argument(
+        "--ha-domain", metavar="LABEL", help="HA reserve: one failed domain, e.g. rack"
+    )
     serve.set_defaults(run=run_serve)
 
     agent = sub.add_parser("agent", help="run the host agent")
@@ -74,7 +79,10 @@ def run_serve(args: argparse.Namespace) -> int:
         raise LiveInputError(f"token file: {exc.filename}: {exc.strerror}") from None
     except ValueError as exc:
         raise LiveInputError(str(exc)) from None
-    policy = Policy({**Policy().overcommit, VCPUS: args.cpu_overcommit})
+    if args.ha_failures < 0:
+        raise LiveInputError(f"--ha-failures: must be 0 or more, got {args.ha_failures}")
+    ha = HaPolicy(args.ha_failures, args.ha_domain or None)
+    policy = Policy({**Policy().overcommit, VCPUS: args.cpu_overcommit}, ha)
     config = ServiceConfig(tokens, heartbeat, policy)
     app = create_app(config, SqliteStore(args.db))
     try:

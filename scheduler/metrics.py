@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from scheduler.ha import HaReport
 from scheduler.model import Cluster, HostState, active_hosts, host_loads, vms_by_host
 
 REPORT_OUTCOMES = ("accepted", "rejected")
@@ -29,6 +30,8 @@ class ClusterView:
     report_age_s: dict[str, float]
     plans_by_status: dict[str, int]
     migrations_in_flight: int = 0
+    running_plan_idle_s: float = 0.0  # since the least recent progress of a running plan
+    ha: HaReport | None = None  # None: no reserve configured
 
 
 class SchedulerMetrics:
@@ -46,9 +49,21 @@ class SchedulerMetrics:
         self.plans_created = Counter(
             "vmpack_plans_created", "Plans created", ["goal"], registry=self.registry
         )
+        self.solver_gap = Gauge(
+            "vmpack_solver_gap_ratio",
+            "Active hosts of the last plan above the proven lower bound, relative to the bound",
+            ["goal"], registry=self.registry,
+        )  # fmt: skip
+        self.solver_time_limit = Counter(
+            "vmpack_solver_time_limit_reached",
+            "Plans whose search stopped at its time limit before proving the best answer",
+            ["goal"], registry=self.registry,
+        )  # fmt: skip
         for goal in GOALS:
             self.solver_seconds.labels(goal)
             self.plans_created.labels(goal)
+            self.solver_gap.labels(goal)
+            self.solver_time_limit.labels(goal)
         self.migrations = Counter(
             "vmpack_migrations", "Live migrations by outcome", ["outcome"], registry=self.registry
         )
@@ -64,6 +79,13 @@ class SchedulerMetrics:
         )  # fmt: skip
         self.registry.register(_ClusterCollector(view))
 
+    def plan_decided(self, goal: str, seconds: float, gap: float, proven: bool) -> None:
+        self.solver_seconds.labels(goal).observe(seconds)
+        self.plans_created.labels(goal).inc()
+        self.solver_gap.labels(goal).set(gap)
+        if not proven:
+            self.solver_time_limit.labels(goal).inc()
+
 
 class _ClusterCollector(Collector):
     def __init__(self, view: Callable[[], ClusterView]) -> None:
@@ -73,6 +95,7 @@ class _ClusterCollector(Collector):
         view = self.view()
         cluster = view.cluster
         placement = cluster.current_placement
+        residents = vms_by_host(placement)
         states = GaugeMetricFamily("vmpack_hosts", "Hosts by state", labels=["state"])
         for state in HostState:
             states.add_metric([state.value], sum(1 for h in cluster.hosts if h.state is state))
@@ -80,13 +103,25 @@ class _ClusterCollector(Collector):
         yield GaugeMetricFamily(
             "vmpack_active_hosts", "Hosts running VMs", value=len(active_hosts(placement))
         )
+        yield GaugeMetricFamily(
+            "vmpack_empty_hosts",
+            "Up hosts running no VM: candidates for powering off",
+            value=sum(1 for h in cluster.hosts if h.accepts_vms and not residents.get(h.name)),
+        )
         yield GaugeMetricFamily("vmpack_vms", "VMs known to the scheduler", value=len(cluster.vms))
+        per_host = GaugeMetricFamily(
+            "vmpack_host_state", "1 for the state each host is in", labels=["host", "state"]
+        )
+        for host in cluster.hosts:
+            for state in HostState:
+                per_host.add_metric([host.name, state.value], float(host.state is state))
+        yield per_host
         yield from _capacity_families(cluster)
         age = GaugeMetricFamily(
             "vmpack_agent_report_age_seconds", "Age of the last report", labels=["host"]
         )
-        for host, seconds in sorted(view.report_age_s.items()):
-            age.add_metric([host], seconds)
+        for name, seconds in sorted(view.report_age_s.items()):
+            age.add_metric([name], seconds)
         yield age
         plans = GaugeMetricFamily("vmpack_plans", "Plans by status", labels=["status"])
         for status in PLAN_STATUSES:
@@ -97,6 +132,37 @@ class _ClusterCollector(Collector):
             "Migration orders not finished",
             value=view.migrations_in_flight,
         )
+        yield GaugeMetricFamily(
+            "vmpack_running_plan_idle_seconds",
+            "Seconds since a running plan last made progress (0: none running)",
+            value=view.running_plan_idle_s,
+        )
+        yield from _ha_families(view.ha)
+
+
+def _ha_families(report: HaReport | None) -> Iterator[GaugeMetricFamily]:
+    failures = report.failures if report else ()
+    yield GaugeMetricFamily(
+        "vmpack_ha_reserve_satisfied",
+        "1 if the VMs of every failure the HA policy names restart on the survivors",
+        value=float(report is None or report.satisfied),
+    )
+    worst = report.worst if report else None
+    yield GaugeMetricFamily(
+        "vmpack_ha_stranded_vms",
+        "VMs the worst failure the HA policy names would leave without a host",
+        value=len(worst.stranded) if worst else 0,
+    )
+    yield GaugeMetricFamily(
+        "vmpack_ha_failures_stranding_vms",
+        "Failures the HA policy names that would strand VMs",
+        value=sum(1 for f in failures if f.stranded),
+    )
+    yield GaugeMetricFamily(
+        "vmpack_ha_hosts_short",
+        "Hosts of the largest model the worst failure would still need",
+        value=worst.extra_hosts if worst else 0,
+    )
 
 
 def _capacity_families(cluster: Cluster) -> Iterator[GaugeMetricFamily]:

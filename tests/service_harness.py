@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from scheduler.model import Limits
+from scheduler.model import Limits, Policy
 from scheduler.service.api import ServiceConfig, create_app
 from scheduler.service.auth import Tokens
 from scheduler.service.executor import ExecutionPolicy
@@ -57,6 +57,7 @@ def running_service(
     execution: ExecutionPolicy | None = None,
     tls: tuple[Path, Path] | None = None,
     limits: Limits | None = None,
+    policy: Policy | None = None,
 ) -> Iterator[Service]:
     clock = clock or Clock()
     store = SqliteStore(db)
@@ -67,6 +68,7 @@ def running_service(
         clock=clock,
         execution=execution or ExecutionPolicy(tick_s=0.2),
         limits=limits or Limits(),
+        policy=policy or Policy(),
     )
     port = port or free_port()
     app = create_app(config, store)

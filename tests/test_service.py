@@ -11,6 +11,7 @@ from agents.agent import Agent, AgentConfig
 from agents.libvirt_probe import probe
 from scheduler.check import check_plan
 from scheduler.engine import plan_from_json
+from scheduler.model import HaPolicy, Policy
 from scheduler.service.server import Listen
 from tests.lab_cluster import wait_for
 from tests.libvirt_hosts import Guest, connect, write_host
@@ -151,6 +152,8 @@ def test_heartbeats_make_hosts_suspect_then_down(tmp_path: Path) -> None:
         assert states == {"kvm-01": "up", "kvm-02": "down", "kvm-03": "down"}
         metrics = ops.get("/metrics").text
         assert 'vmpack_hosts{state="down"} 2.0' in metrics
+        assert 'vmpack_host_state{host="kvm-02",state="down"} 1.0' in metrics
+        assert 'vmpack_host_state{host="kvm-01",state="down"} 0.0' in metrics
         assert 'vmpack_reports_received_total{outcome="accepted"} 5.0' in metrics
         # A plan never targets hosts that are down: their VMs wait for a host (restart).
         created = ops.post("/v1/plans", json={"goal": "place", "time_limit_s": 5}).json()
@@ -356,3 +359,26 @@ def test_failed_migrations_stop_or_continue_the_plan(
         assert where == {"web1": "kvm-01", "db1": "kvm-01", "web2": "kvm-02", "cache1": "kvm-03"}
         failed = f'vmpack_migrations_total{{outcome="failed"}} {float(attempted)}'
         assert failed in ops.get("/metrics").text
+
+
+def test_ha_reserve_and_solver_metrics(tmp_path: Path) -> None:
+    one_rack = Policy(ha=HaPolicy(1, "rack"))  # every host is in rack r1
+    with running_service(tmp_path / "vmpack.db", policy=one_rack) as service:
+        for agent in agents_for(tmp_path, service):
+            agent.beat()
+        ops = service.client(OPERATOR_TOKEN)
+        metrics = ops.get("/metrics").text
+        # Any one host's VMs restart on the other two; losing the rack loses all four VMs.
+        assert "vmpack_ha_reserve_satisfied 0.0" in metrics
+        assert "vmpack_ha_failures_stranding_vms 1.0" in metrics
+        assert "vmpack_ha_stranded_vms 4.0" in metrics
+        assert "vmpack_ha_hosts_short 1.0" in metrics  # 19 GiB: one more 64 GiB host holds them
+        assert (
+            "vmpack_empty_hosts 0.0" in metrics
+            and "vmpack_running_plan_idle_seconds 0.0" in metrics
+        )
+        ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 5})
+        metrics = ops.get("/metrics").text
+        assert 'vmpack_plans_created_total{goal="consolidate"} 1.0' in metrics
+        assert 'vmpack_solver_gap_ratio{goal="consolidate"} 0.0' in metrics  # 1 host, bound 1
+        assert 'vmpack_solver_time_limit_reached_total{goal="consolidate"} 0.0' in metrics

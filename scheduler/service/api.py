@@ -20,6 +20,7 @@ from prometheus_client import generate_latest
 from agents.libvirt_probe import HostReport
 from scheduler.engine import decide_plan, plan_to_json
 from scheduler.explain import why_not_placed
+from scheduler.ha import check_ha
 from scheduler.metrics import ClusterView, SchedulerMetrics
 from scheduler.model import (
     DISK,
@@ -45,8 +46,9 @@ from scheduler.service.executor import ExecutionPolicy, Executor
 from scheduler.service.inventory import snapshot
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.store import Store
+from scheduler.service.watch import LastValue, running_plan_idle_s
 from scheduler.solver.search import SearchOptions, decide
-from scheduler.solver.solve import SolverSettings
+from scheduler.solver.solve import SolverSettings, SolveStatus
 
 MAX_BODY_BYTES = 8 * 2**20
 TRANSITIONS = {
@@ -84,13 +86,18 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         inventory = snapshot([r for r, _ in reports], states, config.policy, limits=config.limits)
         return inventory.cluster, ages
 
+    ha_reports = LastValue(check_ha)
+
     def view() -> ClusterView:
         cluster, ages = current()
         counts: dict[str, int] = {}
         for plan in store.plans():
             counts[plan.status] = counts.get(plan.status, 0) + 1
-        in_flight = sum(1 for o in store.orders() if o.status in ("pending", "running"))
-        return ClusterView(cluster, ages, counts, in_flight)
+        orders = store.orders()
+        in_flight = sum(1 for o in orders if o.status in ("pending", "running"))
+        idle = running_plan_idle_s(store, orders, config.clock())
+        ha = ha_reports(cluster) if cluster.policy.ha.required else None
+        return ClusterView(cluster, ages, counts, in_flight, idle, ha)
 
     metrics = SchedulerMetrics(view)
 
@@ -179,9 +186,10 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
             raise HTTPException(422, "hosts: required for the evacuate goal, and only for it")
         options = SearchOptions(SolverSettings(body.time_limit_s, config.solver_workers))
         outcome = decide_plan(cluster, Goal(body.goal), body.hosts, options)
-        metrics.solver_seconds.labels(body.goal).observe(outcome.decision.seconds)
-        metrics.plans_created.labels(body.goal).inc()
         document = plan_to_json(outcome) | {"evacuate": body.hosts}
+        summary = document["summary"]
+        proven = outcome.decision.status is SolveStatus.OPTIMAL
+        metrics.plan_decided(body.goal, outcome.decision.seconds, summary["gap"], proven)
         plan_id = store.add_plan(body.goal, document, at=config.clock())
         return {"id": plan_id, "status": "proposed", "summary": document["summary"]}
 
