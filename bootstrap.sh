@@ -10,9 +10,10 @@ command -v gcc >/dev/null || need_apt+=(gcc)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
   || need_apt+=(python3-dev)
 # libvirt-python builds against libvirt's headers; the lab (and its tests) runs libvirtd and
-# QEMU guests, and fetches a kernel and busybox with apt-get download.
+# QEMU guests, and fetches a kernel and busybox with apt-get download. The dashboard tests run
+# Prometheus and promtool.
 for package in libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
-               qemu-system-x86 iproute2; do
+               qemu-system-x86 iproute2 prometheus; do
   dpkg -s "$package" >/dev/null 2>&1 || need_apt+=("$package")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -11,7 +12,7 @@ from prometheus_client.registry import Collector
 from agents.agent import Agent
 
 
-class _AgentCollector(Collector):
+class AgentCollector(Collector):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
@@ -41,8 +42,9 @@ def _by_outcome(name: str, text: str, counts: dict[str, int]) -> CounterMetricFa
     return family
 
 
-def serve_metrics(agent: Agent, host: str, port: int) -> CollectorRegistry:
+def serve_metrics(agent: Agent, host: str, port: int) -> WSGIServer:
+    """Serve /metrics from a background thread; ``shutdown()`` the server to stop it."""
     registry = CollectorRegistry()
-    registry.register(_AgentCollector(agent))
-    start_http_server(port, addr=host, registry=registry)
-    return registry
+    registry.register(AgentCollector(agent))
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server

@@ -14,6 +14,7 @@ import libvirt
 
 from agents.agent import Agent, AgentConfig
 from agents.events import ensure_event_loop
+from agents.metrics import serve_metrics
 from tests.service_harness import AGENT_TOKEN, free_port
 from vmpack_lab.guest import build_guest, domain_xml, heartbeats
 from vmpack_lab.hosts import LabHost, lab_hosts, start, stop
@@ -66,7 +67,10 @@ def lab(base: Path, layout: list[list[str]], memory_mib: int = 128) -> Iterator[
 
 @contextmanager
 def agents(
-    scheduler_url: str, hosts: list[LabHost], interval_s: float = 0.5
+    scheduler_url: str,
+    hosts: list[LabHost],
+    interval_s: float = 0.5,
+    metrics_ports: list[int] | None = None,
 ) -> Iterator[list[Agent]]:
     ensure_event_loop()  # as `vmpack agent` does: lifecycle events trigger early reports
     # On loopback, each destination's QEMU listens on 127.0.0.1 for the migration stream.
@@ -76,11 +80,17 @@ def agents(
     ]
     running = [Agent(replace(c, migration_address="127.0.0.1")) for c in configs]
     threads = [threading.Thread(target=a.run, daemon=True) for a in running]
+    servers = [
+        serve_metrics(agent, "127.0.0.1", port)
+        for agent, port in zip(running, metrics_ports or [], strict=False)
+    ]
     for thread in threads:
         thread.start()
     try:
         yield running
     finally:
+        for server in servers:
+            server.shutdown()
         for agent in running:
             agent.stop()
         for thread in threads:

@@ -310,10 +310,11 @@ def test_agent_serves_its_own_metrics(tmp_path: Path) -> None:
     with running_service(tmp_path / "vmpack.db") as service:
         agent = Agent(AgentConfig("kvm-01", uri, service.url, AGENT_TOKEN), connect=lambda _u: conn)
         port = free_port()
-        serve_metrics(agent, "127.0.0.1", port)
+        server = serve_metrics(agent, "127.0.0.1", port)
         agent.beat()
         agent.beat()
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        server.shutdown()
         assert 'vmpack_agent_reports_total{outcome="sent"} 2.0' in text
         assert 'vmpack_agent_migrations_total{outcome="failed"} 0.0' in text
         assert "vmpack_agent_last_report_timestamp_seconds" in text
