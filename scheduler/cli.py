@@ -20,6 +20,7 @@ from scheduler.cli_ops import OpsError
 from scheduler.cli_ops import add_commands as add_ops_commands
 from scheduler.engine import Outcome, decide_plan, plan_from_json, plan_to_json
 from scheduler.explain import why_not_placed
+from scheduler.failover import after_failure, decide_failover, hosts_in_domain
 from scheduler.ha import check_ha
 from scheduler.model import Goal, HaPolicy, HostState
 from scheduler.report import ha_report_to_json, print_ha_report, print_outcome, progress_display
@@ -73,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--vm", help="explain this VM even if it has a host")
     _solver_arguments(explain)
     explain.set_defaults(run=_run_explain)
+    fail = sub.add_parser("failover", help="restart the VMs of failed hosts on the survivors")
+    fail.add_argument("scenario", nargs="?", help="scenario YAML (default: a bundled example)")
+    fail.add_argument("--hosts", default="", help="failed hosts, comma separated")
+    fail.add_argument(
+        "--domain", default="", metavar="LABEL=VALUE", help="a failed domain (rack=r2)"
+    )
+    _solver_arguments(fail)
+    fail.add_argument("--out", type=Path, help="write the plan as JSON to this file")
+    fail.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
+    fail.set_defaults(run=_run_failover)
+
     ha = sub.add_parser("ha-check", help="say which VMs each host or domain failure strands")
     ha.add_argument("scenario", nargs="?", help="scenario YAML (default: a bundled example)")
     ha.add_argument(
@@ -157,6 +169,8 @@ def _run_check(args: argparse.Namespace) -> int:
         raise InputError(f"{args.plan}: migrations: malformed entry ({exc})") from None
     hosts = tuple(data.get("evacuate", ()))
     cluster = for_goal(scenario.cluster, plan.goal, hosts)
+    if data.get("failed_hosts"):
+        cluster = after_failure(cluster, data["failed_hosts"])
     problems = check_plan(cluster, plan)
     for problem in problems:
         print(problem)
@@ -200,6 +214,38 @@ def _run_explain(args: argparse.Namespace) -> int:
     for vm in wanted:
         print(why_not_placed(outcome.cluster, outcome.decision.placement, vm))
     return 1 if outcome.left_behind else 0
+
+
+def _run_failover(args: argparse.Namespace) -> int:
+    scenario, _ = _load(args.scenario)
+    cluster = scenario.cluster
+    failed = [h for h in args.hosts.split(",") if h]
+    for host in failed:
+        if host not in cluster.host_by_name:
+            raise InputError(f"--hosts: unknown host '{host}'")
+        if cluster.host_by_name[host].state is HostState.DOWN:
+            raise InputError(f"--hosts: {host} is already down")
+    if args.domain:
+        label, sep, value = args.domain.partition("=")
+        members = hosts_in_domain(cluster, label, value) if sep else ()
+        if not members:
+            raise InputError(f"--domain: no host has the label {args.domain}")
+        failed += [h for h in members if h not in failed]
+    if not failed:
+        raise InputError("--hosts: name the failed hosts (or --domain LABEL=VALUE)")
+    result = decide_failover(cluster, failed, _options(args, show_progress=False))
+    document = plan_to_json(result.outcome) | {
+        "failed_hosts": list(result.failed_hosts), "not_restarted": result.not_restarted,
+    }  # fmt: skip
+    if args.out:
+        args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print_outcome(result.outcome, list(result.not_restarted.values()), args.out)
+        print(f"failed: {', '.join(result.failed_hosts)}; restarted {len(result.restarts)} VMs, "
+              f"{len(result.not_restarted)} without a host")  # fmt: skip
+    return 1 if result.not_restarted else 0
 
 
 def _run_ha_check(args: argparse.Namespace) -> int:

@@ -74,7 +74,13 @@ def decide_plan(
     if decision.status is SolveStatus.INFEASIBLE:
         oracle = _feasibility_oracle(goal, options)
         conflicts = [rule.label for rule in conflicting_rules(snapshot, oracle)]
-    plan = build_plan(snapshot, goal, decision.placement, cluster.name)
+    return outcome_of(decision, cluster.name, conflicts)
+
+
+def outcome_of(decision: Decision, scenario: str, conflicts: list[str] | None = None) -> Outcome:
+    """The plan that reaches a decided placement, and the figures around it."""
+    snapshot = decision.cluster
+    plan = build_plan(snapshot, decision.goal, decision.placement, scenario)
     return Outcome(
         decision=decision,
         plan=plan,
@@ -82,7 +88,7 @@ def decide_plan(
         after=indicators(snapshot, decision.placement),
         soft_rules_broken=broken_soft_rules(snapshot, decision.placement),
         left_behind=stranded(snapshot, decision.placement),
-        conflicting_rules=conflicts,
+        conflicting_rules=conflicts or [],
     )
 
 

@@ -60,6 +60,7 @@ class VM:
     host: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     usage: Mapping[str, float] = field(default_factory=dict)
+    priority: int = 0  # restart order after a host failure: higher first
 
     @property
     def memory_mib(self) -> int:

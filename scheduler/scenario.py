@@ -116,6 +116,7 @@ def _build(spec: ScenarioSpec) -> Scenario:
             v.host,
             dict(v.labels),
             {"cpu": v.usage.cpu, "memory": v.usage.memory},
+            v.priority,
         )
         for v in spec.vms
     ]

@@ -46,6 +46,7 @@ class VMSpec(Strict):
     resources: dict[str, Count] = {}
     labels: dict[str, str] = {}
     usage: UsageSpec = UsageSpec()
+    priority: int = 0
 
 
 class HaSpec(Strict):

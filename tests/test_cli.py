@@ -131,6 +131,9 @@ def test_evacuate_and_explain() -> None:
         ),
         (["lab", "down", "--dir", "/nonexistent-lab"], "--dir: no lab in /nonexistent-lab"),
         (["ha-check", "--domain", "row"], "--domain: no host has the label 'row'"),
+        (["failover", "--hosts", "kvm-99"], "--hosts: unknown host 'kvm-99'"),
+        (["failover", "--domain", "rack=r9"], "--domain: no host has the label rack=r9"),
+        (["failover"], "--hosts: name the failed hosts"),
         (["ha-check", "--failures", "16"], "--failures: must be between 0 and 15, got 16"),
     ],
 )
@@ -152,3 +155,18 @@ def test_bad_scenario_exits_2_naming_line_and_field(tmp_path: Path) -> None:
         run.stderr
         == f"vmpack: error: {bad}:5: vms[0].hots: unknown key 'hots' (did you mean 'host'?)\n"
     )
+
+
+def test_failover_restarts_a_racks_vms_and_says_which_cannot(tmp_path: Path) -> None:
+    scenario = str(ROOT / "scenarios" / "rack-anti-affinity.yaml")
+    out = tmp_path / "failover.json"
+    run = vmpack(
+        "failover", scenario, "--domain", "rack=r1", "--out", str(out), "--time-limit", "10"
+    )
+    assert run.returncode == 1  # one replica of each database has nowhere to go
+    plan = json.loads(out.read_text())
+    assert sorted(plan["not_restarted"]) == ["db-a1", "db-b1", "db-c1", "db-d1"]
+    assert all("spread" in why for why in plan["not_restarted"].values())
+    assert {p["kind"] for p in plan["placements"]} == {"restart"} and plan["migrations"] == []
+    check = vmpack("check", scenario, str(out))
+    assert check.returncode == 0 and check.stdout.startswith("OK")
