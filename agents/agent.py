@@ -12,18 +12,20 @@ in a thread of its own; an order cancelled meanwhile aborts the libvirt job.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 import libvirt
 
 from agents.libvirt_probe import HostReport, probe
 from agents.migrate import MigrationOrder, migrate
+from agents.restart import restart
 
 log = logging.getLogger("vmpack.agent")
 
@@ -54,6 +56,8 @@ class AgentStatus:
     probes_failed: int = 0
     migrations_done: int = 0
     migrations_failed: int = 0
+    restarts_done: int = 0
+    restarts_failed: int = 0
     last_report_at: float = 0.0
     last_error: str = ""
 
@@ -70,6 +74,7 @@ class Agent:
         self._lock = threading.Lock()  # the HTTP client is shared with migration threads
         self._running: dict[int, threading.Event] = {}
         self._unsent: dict[int, dict[str, object]] = {}  # outcomes the scheduler did not hear
+        self._definitions_sent: dict[str, str] = {}  # domain -> digest the scheduler holds
         self._changed = threading.Event()  # a domain started, stopped, migrated...
         self._watched: libvirt.virConnect | None = None
         self._workers: list[threading.Thread] = []
@@ -131,6 +136,9 @@ class Agent:
         cancel = self._running[order_id]
         self._post_order(order_id, {"status": "running"})
         conn = self._conn if self._conn is not None else self.connect(self.config.libvirt_uri)
+        if order.get("kind") == "restart":
+            self._restart(conn, order_id, str(order["vm"]), str(order.get("definition", "")))
+            return
         result = migrate(
             conn,
             MigrationOrder(
@@ -154,6 +162,20 @@ class Agent:
         self._post_order(order_id, {k: v for k, v in outcome.items() if v is not None})
         del self._running[order_id]
         report = self._probe()  # the scheduler should see the move at once
+        if report is not None:
+            self._send(report)
+
+    def _restart(self, conn: libvirt.virConnect, order_id: int, vm: str, definition: str) -> None:
+        result = restart(conn, vm, definition)
+        if result.ok:
+            self.status.restarts_done += 1
+            body: dict[str, object] = {"status": "succeeded", "seconds": round(result.seconds, 3)}
+        else:
+            self.status.restarts_failed += 1
+            body = {"status": "failed", "error": result.error}
+        self._post_order(order_id, body)
+        del self._running[order_id]
+        report = self._probe()
         if report is not None:
             self._send(report)
 
@@ -203,9 +225,20 @@ class Agent:
             self._watched = conn
 
     def _send(self, report: HostReport) -> bool:
+        """Report; a domain's definition goes along only when the scheduler lacks it."""
+        digests = {d.name: _digest(d.definition) for d in report.domains}
         try:
             with self._lock:
-                response = self._http.post("/v1/reports", json=report.to_json())
+                known = self._definitions_sent
+                domains = tuple(
+                    replace(d, definition="") if known.get(d.name) == digests[d.name] else d
+                    for d in report.domains
+                )
+                response = self._http.post(
+                    "/v1/reports", json=replace(report, domains=domains).to_json()
+                )
+                if response.status_code == 200:
+                    self._definitions_sent = digests
         except httpx.HTTPError as exc:
             return self._failed(f"scheduler: {exc}")
         if response.status_code != 200:
@@ -219,3 +252,7 @@ class Agent:
         self.status.last_error = error
         log.warning("report failed: %s", error)
         return False
+
+
+def _digest(definition: str) -> str:
+    return hashlib.sha256(definition.encode()).hexdigest()

@@ -33,6 +33,7 @@ STATES = {
     libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
 }
 MIB = 2**20
+METADATA_NS = "https://vmpack.dev/xmlns/1"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class DomainReport:
     state: str
     persistent: bool
     cpu_time_ns: int
+    priority: int = 0  # <vmpack:priority> in the domain's metadata: restart order on failover
+    definition: str = ""  # the persistent domain XML, to restart it elsewhere; "" if unchanged
 
     @property
     def holds_resources(self) -> bool:
@@ -114,21 +117,35 @@ def _domains(conn: libvirt.virConnect) -> tuple[DomainReport, ...]:
 
 def _domain(dom: libvirt.virDomain) -> DomainReport:
     state, max_mem_kib, _mem_kib, vcpus, cpu_time_ns = dom.info()
+    definition = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    tree = ET.fromstring(definition)
     return DomainReport(
         name=dom.name(),
         uuid=dom.UUIDString(),
         vcpus=int(vcpus),
         memory_mib=int(max_mem_kib) // 1024,
-        disk_mib=_disk_mib(dom),
+        disk_mib=_disk_mib(dom, tree),
         state=STATES.get(state, "nostate"),
         persistent=bool(dom.isPersistent()),
         cpu_time_ns=int(cpu_time_ns),
+        priority=_priority(tree),
+        definition=definition,
     )
 
 
-def _disk_mib(dom: libvirt.virDomain) -> int:
+def _priority(tree: ET.Element) -> int:
+    """``virsh metadata DOMAIN --uri https://vmpack.dev/xmlns/1 --key vmpack
+    --set '<vmpack><priority>10</priority></vmpack>'`` sets it; absent or malformed is 0."""
+    found = tree.find(f"./metadata/{{{METADATA_NS}}}vmpack/{{{METADATA_NS}}}priority")
+    try:
+        return int((found.text or "").strip()) if found is not None else 0
+    except ValueError:
+        return 0
+
+
+def _disk_mib(dom: libvirt.virDomain, tree: ET.Element) -> int:
     total = 0
-    for disk in ET.fromstring(dom.XMLDesc(0)).iterfind("./devices/disk[@device='disk']"):
+    for disk in tree.iterfind("./devices/disk[@device='disk']"):
         target = disk.find("target")
         if target is None:
             continue

@@ -29,6 +29,10 @@ class AgentCollector(Collector):
             "vmpack_agent_migrations", "Migrations carried out",
             {"succeeded": status.migrations_done, "failed": status.migrations_failed},
         )  # fmt: skip
+        yield _by_outcome(
+            "vmpack_agent_restarts", "VMs of failed hosts restarted here",
+            {"succeeded": status.restarts_done, "failed": status.restarts_failed},
+        )  # fmt: skip
         yield GaugeMetricFamily(
             "vmpack_agent_last_report_timestamp_seconds", "When the last report was accepted",
             value=status.last_report_at,

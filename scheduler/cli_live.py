@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import socket
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     serve.add_argument(
         "--ha-domain", metavar="LABEL", help="HA reserve: one failed domain, e.g. rack"
     )
+    serve.add_argument("--fence-command", default="", metavar="COMMAND",
+                       help="powers a down host off; {host} is its name")  # fmt: skip
+    serve.add_argument("--fence-timeout", type=float, default=60.0, metavar="SECONDS")
     serve.set_defaults(run=run_serve)
 
     agent = sub.add_parser("agent", help="run the host agent")
@@ -61,6 +65,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def run_serve(args: argparse.Namespace) -> int:
     from scheduler.service.api import ServiceConfig, create_app
     from scheduler.service.auth import Tokens
+    from scheduler.service.failover_watch import FencingPolicy
     from scheduler.service.liveness import Heartbeat
     from scheduler.service.server import Listen, make_server
     from scheduler.service.store import SqliteStore
@@ -83,11 +88,18 @@ def run_serve(args: argparse.Namespace) -> int:
         raise LiveInputError(f"--ha-failures: must be 0 or more, got {args.ha_failures}")
     ha = HaPolicy(args.ha_failures, args.ha_domain or None)
     policy = Policy({**Policy().overcommit, VCPUS: args.cpu_overcommit}, ha)
-    config = ServiceConfig(tokens, heartbeat, policy)
+    try:
+        fence = tuple(shlex.split(args.fence_command))
+    except ValueError as exc:
+        raise LiveInputError(f"--fence-command: {exc}") from None
+    config = ServiceConfig(
+        tokens, heartbeat, policy, fencing=FencingPolicy(fence, args.fence_timeout)
+    )
     app = create_app(config, SqliteStore(args.db))
     try:
         make_server(app, listen).run()
     finally:
+        app.state.failover.stop()
         app.state.executor.shutdown()  # running plans stay "running" and resume at next start
     return 0
 

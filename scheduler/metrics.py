@@ -19,7 +19,7 @@ from scheduler.ha import HaReport
 from scheduler.model import Cluster, HostState, active_hosts, host_loads, vms_by_host
 
 REPORT_OUTCOMES = ("accepted", "rejected")
-GOALS = ("place", "consolidate", "balance", "evacuate")
+GOALS = ("place", "consolidate", "balance", "evacuate", "failover")
 MIGRATION_OUTCOMES = ("succeeded", "failed")
 PLAN_STATUSES = ("proposed", "approved", "running", "done", "failed", "cancelled")
 
@@ -32,6 +32,7 @@ class ClusterView:
     migrations_in_flight: int = 0
     running_plan_idle_s: float = 0.0  # since the least recent progress of a running plan
     ha: HaReport | None = None  # None: no reserve configured
+    hosts_fencing_failed: int = 0
 
 
 class SchedulerMetrics:
@@ -67,8 +68,18 @@ class SchedulerMetrics:
         self.migrations = Counter(
             "vmpack_migrations", "Live migrations by outcome", ["outcome"], registry=self.registry
         )
+        self.restarts = Counter(
+            "vmpack_restarts", "VMs of failed hosts restarted elsewhere, by outcome",
+            ["outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.fencing = Counter(
+            "vmpack_fencing", "Fencing of down hosts by outcome", ["outcome"],
+            registry=self.registry,
+        )  # fmt: skip
         for outcome in MIGRATION_OUTCOMES:
             self.migrations.labels(outcome)
+            self.restarts.labels(outcome)
+            self.fencing.labels(outcome)
         self.migration_seconds = Histogram(
             "vmpack_migration_seconds", "Duration of successful live migrations",
             registry=self.registry, buckets=(1, 2, 5, 10, 30, 60, 120, 300),
@@ -78,6 +89,9 @@ class SchedulerMetrics:
             registry=self.registry, buckets=(0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
         )  # fmt: skip
         self.registry.register(_ClusterCollector(view))
+
+    def order_finished(self, kind: str, outcome: str) -> None:
+        (self.restarts if kind == "restart" else self.migrations).labels(outcome).inc()
 
     def plan_decided(self, goal: str, seconds: float, gap: float, proven: bool) -> None:
         self.solver_seconds.labels(goal).observe(seconds)
@@ -138,6 +152,17 @@ class _ClusterCollector(Collector):
             value=view.running_plan_idle_s,
         )
         yield from _ha_families(view.ha)
+        down = {h.name for h in cluster.hosts if h.state is HostState.DOWN}
+        yield GaugeMetricFamily(
+            "vmpack_vms_on_down_hosts",
+            "VMs whose host is down: not running anywhere until restarted",
+            value=sum(1 for v in cluster.vms if v.host in down),
+        )
+        yield GaugeMetricFamily(
+            "vmpack_hosts_fencing_failed",
+            "Down hosts whose fencing failed: their VMs are not restarted",
+            value=view.hosts_fencing_failed,
+        )
 
 
 def _ha_families(report: HaReport | None) -> Iterator[GaugeMetricFamily]:

@@ -28,10 +28,14 @@ class Lab:
     consoles: dict[str, Path]
 
     def where(self) -> dict[str, list[str]]:
-        """VM -> the hosts where libvirt says it is active (exactly one, always)."""
+        """VM -> the hosts where libvirt says it is active (exactly one, always). A host whose
+        libvirtd is dead runs nothing."""
         found: dict[str, list[str]] = {}
         for host in self.hosts:
-            conn = libvirt.open(host.uri)
+            try:
+                conn = libvirt.open(host.uri)
+            except libvirt.libvirtError:
+                continue
             try:
                 for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
                     found.setdefault(dom.name(), []).append(host.name)

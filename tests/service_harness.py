@@ -15,6 +15,7 @@ from scheduler.model import Limits, Policy
 from scheduler.service.api import ServiceConfig, create_app
 from scheduler.service.auth import Tokens
 from scheduler.service.executor import ExecutionPolicy
+from scheduler.service.failover_watch import FencingPolicy
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.server import Listen, make_server, serve_in_thread
 from scheduler.service.store import SqliteStore
@@ -58,17 +59,21 @@ def running_service(
     tls: tuple[Path, Path] | None = None,
     limits: Limits | None = None,
     policy: Policy | None = None,
+    heartbeat: Heartbeat | None = None,
+    fencing: FencingPolicy | None = None,
 ) -> Iterator[Service]:
     clock = clock or Clock()
     store = SqliteStore(db)
     config = ServiceConfig(
         Tokens((AGENT_TOKEN, BOUND_TOKEN), (OPERATOR_TOKEN,), {BOUND_TOKEN: "kvm-01"}),
-        Heartbeat(30.0, 120.0),
+        heartbeat or Heartbeat(30.0, 120.0),
         solver_workers=1,
         clock=clock,
         execution=execution or ExecutionPolicy(tick_s=0.2),
         limits=limits or Limits(),
         policy=policy or Policy(),
+        fencing=fencing or FencingPolicy(),
+        failover_tick_s=0.2,
     )
     port = port or free_port()
     app = create_app(config, store)
@@ -80,5 +85,7 @@ def running_service(
     finally:
         server.should_exit = True
         thread.join(10)
+        app.state.failover.stop()
+        app.state.executor.shutdown()
         app.state.executor.shutdown()
         store.close()

@@ -3,7 +3,9 @@ reading libvirt's test driver."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,7 @@ from agents.libvirt_probe import probe
 from scheduler.check import check_plan
 from scheduler.engine import plan_from_json
 from scheduler.model import HaPolicy, Policy
+from scheduler.service.failover_watch import FencingPolicy
 from scheduler.service.server import Listen
 from tests.lab_cluster import wait_for
 from tests.libvirt_hosts import Guest, connect, write_host
@@ -383,3 +386,86 @@ def test_ha_reserve_and_solver_metrics(tmp_path: Path) -> None:
         assert 'vmpack_plans_created_total{goal="consolidate"} 1.0' in metrics
         assert 'vmpack_solver_gap_ratio{goal="consolidate"} 0.0' in metrics  # 1 host, bound 1
         assert 'vmpack_solver_time_limit_reached_total{goal="consolidate"} 0.0' in metrics
+
+
+def kill_kvm_03(service: Service, agents: list[Agent]) -> None:
+    """kvm-03 falls silent past the down threshold while the others keep reporting."""
+    for agent in agents:
+        agent.beat()
+    service.clock.now += 200
+    for agent in agents[:2]:
+        agent.beat()
+
+
+def hosts_by_name(service: Service) -> dict[str, Any]:
+    return {h["name"]: h for h in service.client(OPERATOR_TOKEN).get("/v1/hosts").json()}
+
+
+def failover_plans(service: Service) -> list[Any]:
+    return [p for p in service.store.plans() if p.goal == "failover"]
+
+
+def finish_restarts(service: Service, agents: list[Agent]) -> Any:
+    def done() -> bool:
+        for agent in agents[:2]:
+            agent.beat()
+            agent.wait_for_migrations(10)
+        plans = failover_plans(service)
+        return bool(plans) and plans[-1].status != "running"
+
+    wait_for(done, 30, "the failover plan")
+    return failover_plans(service)[-1]
+
+
+def test_failed_fencing_restarts_nothing_until_an_operator_confirms(tmp_path: Path) -> None:
+    refuse = FencingPolicy(("sh", "-c", "echo 'BMC {host}-bmc unreachable' >&2; exit 3"))
+    with running_service(tmp_path / "vmpack.db", fencing=refuse) as service:
+        agents = agents_for(tmp_path, service)
+        kill_kvm_03(service, agents)
+        wait_for(lambda: hosts_by_name(service)["kvm-03"]["fencing"] is not None, 10, "fencing")
+        fencing = hosts_by_name(service)["kvm-03"]["fencing"]
+        assert fencing["status"] == "failed"
+        assert fencing["detail"] == "fencing command exited 3: BMC kvm-03-bmc unreachable"
+        time.sleep(1)  # several failover ticks
+        assert failover_plans(service) == []  # never restarted while it may still run
+        metrics = service.client(None).get("/metrics").text
+        assert 'vmpack_fencing_total{outcome="failed"} 1.0' in metrics
+        assert (
+            "vmpack_hosts_fencing_failed 1.0" in metrics
+            and "vmpack_vms_on_down_hosts 1.0" in metrics
+        )
+        ops = service.client(OPERATOR_TOKEN)
+        assert ops.post("/v1/hosts/kvm-01/fenced").status_code == 409  # up: cannot be fenced
+        assert ops.post("/v1/hosts/kvm-09/fenced").status_code == 404
+        assert ops.post("/v1/hosts/kvm-03/fenced").json() == {"name": "kvm-03", "fencing": "fenced"}
+        plan = finish_restarts(service, agents)
+        assert plan.status == "done", service.store.plan_events(plan.id)
+        where = {v["name"]: v["host"] for v in ops.get("/v1/vms").json()}
+        assert where["cache1"] in ("kvm-01", "kvm-02")
+        [order] = service.store.orders(plan_id=plan.id)
+        assert (order.vm, order.source, order.kind, order.status) == (
+            "cache1",
+            "kvm-03",
+            "restart",
+            "succeeded",
+        )
+        metrics = service.client(None).get("/metrics").text
+        assert 'vmpack_restarts_total{outcome="succeeded"} 1.0' in metrics
+        assert "vmpack_vms_on_down_hosts 0.0" in metrics
+
+
+def test_a_fenced_hosts_vms_restart_by_themselves(tmp_path: Path) -> None:
+    fenced = tmp_path / "fenced.txt"
+    fence = FencingPolicy(("sh", "-c", f"echo {{host}} >> {fenced}"))
+    with running_service(tmp_path / "vmpack.db", fencing=fence) as service:
+        agents = agents_for(tmp_path, service)
+        kill_kvm_03(service, agents)
+        plan = finish_restarts(service, agents)
+        assert fenced.read_text() == "kvm-03\n"  # fenced once, before anything restarted
+        assert plan.status == "done" and plan.document["failed_hosts"] == ["kvm-03"]
+        events = [e for _, e in service.store.plan_events(plan.id)]
+        assert "running: kvm-03 fenced; restarting 1 VMs" in events
+        agents[2].beat()  # kvm-03 comes back: its fencing record goes
+        wait_for(
+            lambda: hosts_by_name(service)["kvm-03"]["fencing"] is None, 10, "the record to go"
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -43,6 +43,7 @@ from scheduler.service.api_models import (
 )
 from scheduler.service.auth import Principal, Role, Tokens, requires
 from scheduler.service.executor import ExecutionPolicy, Executor
+from scheduler.service.failover_watch import FailoverWatch, FencingPolicy
 from scheduler.service.inventory import snapshot
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.store import Store
@@ -67,6 +68,8 @@ class ServiceConfig:
     solver_workers: int = 0
     clock: Callable[[], float] = time.time
     execution: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+    fencing: FencingPolicy = field(default_factory=FencingPolicy)
+    failover_tick_s: float = 1.0
 
 
 def create_app(config: ServiceConfig, store: Store) -> FastAPI:
@@ -97,7 +100,8 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         in_flight = sum(1 for o in orders if o.status in ("pending", "running"))
         idle = running_plan_idle_s(store, orders, config.clock())
         ha = ha_reports(cluster) if cluster.policy.ha.required else None
-        return ClusterView(cluster, ages, counts, in_flight, idle, ha)
+        unfenced = sum(1 for f in store.fencing().values() if f.status == "failed")
+        return ClusterView(cluster, ages, counts, in_flight, idle, ha, unfenced)
 
     metrics = SchedulerMetrics(view)
 
@@ -112,10 +116,17 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
 
     executor = Executor(
         store, lambda: current()[0], config.clock, config.execution, host_details,
-        on_outcome=lambda outcome: metrics.migrations.labels(outcome).inc(),
+        on_outcome=metrics.order_finished,
     )  # fmt: skip
     app.state.executor = executor
     executor.resume()
+    failover = FailoverWatch(
+        store, lambda: current()[0], config.clock, config.fencing, executor.start,
+        lambda outcome: metrics.fencing.labels(outcome).inc(),
+        SearchOptions(SolverSettings(10.0, config.solver_workers)),
+    )  # fmt: skip
+    app.state.failover = failover
+    failover.start(config.failover_tick_s)
     app.middleware("http")(_limit_body)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(HTTPException)(_http_error)
@@ -140,13 +151,27 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
     @app.get("/v1/hosts", dependencies=[operator])
     def hosts() -> list[dict[str, Any]]:
         cluster, ages = current()
+        fencing = store.fencing()
         residents = vms_by_host(cluster.current_placement)
         return [
             {"name": h.name, "state": h.state.value, "capacity": dict(h.capacity),
              "physical": dict(h.physical), "labels": dict(h.labels),
-             "vms": len(residents.get(h.name, ())), "report_age_s": round(ages[h.name], 3)}
+             "vms": len(residents.get(h.name, ())), "report_age_s": round(ages[h.name], 3),
+             "fencing": asdict(fencing[h.name]) if h.name in fencing else None}
             for h in cluster.hosts
         ]  # fmt: skip
+
+    @app.post("/v1/hosts/{name}/fenced", dependencies=[operator])
+    def confirm_off(name: str) -> dict[str, str]:
+        """An operator vouches that a down host is off: its VMs may restart elsewhere."""
+        cluster, _ = current()
+        host = cluster.host_by_name.get(name)
+        if host is None:
+            raise HTTPException(404, f"host: unknown host '{name}'")
+        if host.state is not HostState.DOWN:
+            raise HTTPException(409, f"host: {name} is {host.state.value}, not down")
+        failover.confirm_off(name)
+        return {"name": name, "fencing": "fenced"}
 
     @app.put("/v1/hosts/{name}/state", dependencies=[operator])
     def set_state(name: str, body: HostStateIn) -> dict[str, str]:
@@ -249,8 +274,8 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
     @app.post("/v1/orders/{order_id}")
     def order_update(order_id: int, body: OrderUpdateIn, who: Principal = agent) -> dict[str, Any]:
         mine = store.order(order_id)
-        if mine is not None and not who.may_act_for(mine.source):
-            raise HTTPException(403, f"order: {order_id} belongs to {mine.source}'s agent")
+        if mine is not None and not who.may_act_for(mine.agent_host):
+            raise HTTPException(403, f"order: {order_id} belongs to {mine.agent_host}'s agent")
         fields = body.model_dump(exclude={"status"}, exclude_none=True)
         try:
             order = store.update_order(order_id, body.status, config.clock(), **fields)

@@ -27,6 +27,8 @@ class DomainIn(Strict):
     state: Literal["running", "paused", "shutdown", "shutoff", "crashed", "pmsuspended", "nostate"]
     persistent: bool
     cpu_time_ns: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    definition: Annotated[str, Field(max_length=256 * 1024)] = ""
 
 
 class ReportIn(Strict):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from scheduler.model import Cluster, HostState
+from scheduler.plan import starting_placement
 from scheduler.rules import Affinity
 from scheduler.service.store import OPEN_ORDERS, OrderRecord, Store
 from scheduler.state import PlacementState
@@ -31,8 +32,9 @@ log = logging.getLogger("vmpack.executor")
 class PlannedMove:
     index: int  # position in the plan: a VM parked on the way has two moves
     vm: str
-    source: str
+    source: str  # for a restart, the failed host it ran on
     target: str
+    kind: str = "migrate"  # or "restart"
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Decision:
 def next_moves(
     cluster: Cluster, remaining: Sequence[PlannedMove], in_flight: Sequence[PlannedMove]
 ) -> Decision:
-    state = PlacementState(cluster, cluster.current_placement)
+    state = PlacementState(cluster, starting_placement(cluster))  # down hosts hold nothing
     busy: Counter[str] = Counter()
     for move in in_flight:
         if move.vm in state.presence and move.target not in state.presence[move.vm]:
@@ -76,6 +78,10 @@ def next_moves(
         if where != move.source:
             impossible.append((move, f"{move.vm} is on {where}, the plan expected {move.source}"))
             continue
+        source = cluster.host_by_name.get(move.source)
+        if move.kind == "restart" and (source is None or source.state is not HostState.DOWN):
+            impossible.append((move, f"{move.source} is not down: {move.vm} is not restarted"))
+            continue
         target = cluster.host_by_name.get(move.target)
         if target is None or target.state is not HostState.UP:
             state_text = target.state.value if target else "unknown"
@@ -94,10 +100,16 @@ def next_moves(
 
 
 def planned_moves(document: Mapping[str, Any]) -> list[PlannedMove]:
-    entries = sorted(document.get("migrations", []), key=lambda e: int(e["step"]))
-    return [
-        PlannedMove(i, str(e["vm"]), str(e["from"]), str(e["to"])) for i, e in enumerate(entries)
-    ]
+    """The moves the executor carries out: migrations, and restarts of VMs of failed hosts
+    (a failover plan names each one's ``failed_host``). Placements of new VMs are advice."""
+    restarts = [e for e in document.get("placements", []) if e.get("failed_host")]
+    entries = sorted([*document.get("migrations", []), *restarts], key=lambda e: int(e["step"]))
+    moves = []
+    for i, entry in enumerate(entries):
+        failed_host = entry.get("failed_host")
+        source, kind = (failed_host, "restart") if failed_host else (entry["from"], "migrate")
+        moves.append(PlannedMove(i, str(entry["vm"]), str(source), str(entry["to"]), kind))
+    return moves
 
 
 class Executor:
@@ -110,7 +122,7 @@ class Executor:
         clock: Callable[[], float],
         policy: ExecutionPolicy,
         host_details: Callable[[str], dict[str, Any]],
-        on_outcome: Callable[[str], None] = lambda _outcome: None,
+        on_outcome: Callable[[str, str], None] = lambda _kind, _outcome: None,
     ) -> None:
         self.store, self.snapshot, self.clock, self.policy = store, snapshot, clock, policy
         self.host_details = host_details
@@ -164,6 +176,7 @@ class Executor:
         record = self.store.plan(plan_id)
         assert record is not None
         moves = planned_moves(record.document)
+        on_failure = record.document.get("on_failure", self.policy.on_failure)
         failures: list[str] = []
         cancel = self._cancel[plan_id]
         while not self._stopping.is_set():
@@ -171,7 +184,7 @@ class Executor:
             by_move = {int(o.details.get("move", -1)): o for o in orders}
             failures += self._new_failures(plan_id, orders)
             in_flight = [moves[i] for i, o in by_move.items() if o.status in OPEN_ORDERS]
-            stopped = cancel.is_set() or (failures and self.policy.on_failure == "stop")
+            stopped = cancel.is_set() or (failures and on_failure == "stop")
             remaining = [m for m in moves if m.index not in by_move]  # failed moves are not retried
             if stopped:
                 why = "cancelled" if cancel.is_set() else "plan stopped after a failure"
@@ -205,13 +218,25 @@ class Executor:
             failures.append(reason)
             self.store.add_plan_event(plan_id, now, f"cannot move {move.vm}: {reason}")
         for move in decision.start:
-            details = {"move": move.index, **self.host_details(move.target),
-                       "bandwidth_mib_s": self.policy.bandwidth_mib_s,
-                       "timeout_s": self.policy.migration_timeout_s}  # fmt: skip
+            details = self._order_details(move)
+            if details is None:
+                failures.append(f"no known definition of {move.vm} to restart it")
+                self.store.add_plan_event(plan_id, now, f"cannot restart {move.vm}: no definition")
+                continue
             self.store.add_order(plan_id, move.vm, move.source, move.target, now, details)
         idle = not (decision.start or in_flight or decision.already_done or decision.impossible)
         if idle and remaining:
             failures.append(f"blocked: no room, or rules forbid the next move ({remaining[0].vm})")
+
+    def _order_details(self, move: PlannedMove) -> dict[str, Any] | None:
+        if move.kind == "restart":
+            definition = self.store.definition(move.vm)
+            if definition is None:
+                return None
+            return {"move": move.index, "kind": "restart", "definition": definition}
+        return {"move": move.index, **self.host_details(move.target),
+                "bandwidth_mib_s": self.policy.bandwidth_mib_s,
+                "timeout_s": self.policy.migration_timeout_s}  # fmt: skip
 
     def _with_done_moves(
         self, cluster: Cluster, moves: list[PlannedMove], by_move: Mapping[int, OrderRecord]
@@ -230,7 +255,7 @@ class Executor:
             if order.status not in ("failed", "succeeded") or key in self._reported:
                 continue
             self._reported.add(key)
-            self.on_outcome(order.status)
+            self.on_outcome(order.kind, order.status)
             if order.status == "failed":
                 found.append(f"{order.vm} {order.source}->{order.target}: {order.error}")
         return found

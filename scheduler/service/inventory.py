@@ -4,7 +4,8 @@ Reports are facts from each host; the snapshot is the scheduler's view: hosts wi
 capacity after overcommit, and every domain that holds resources placed on the host that
 reports it. A live migration shows the same domain on two hosts for a moment (paused on the
 destination, running on the source); the running copy is where the VM is. Two running copies
-would mean a VM running twice; it is reported as a conflict, never silently resolved.
+would mean a VM running twice; it is reported as a conflict, never silently resolved. A host
+that is down keeps its last report: its VMs stay there until they run somewhere else.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def snapshot(
                 copies.setdefault(domain.name, []).append((report.host, domain))
     vms, conflicts = [], []
     for vm_name in sorted(copies):
-        host, domain, conflict = _where(vm_name, copies[vm_name])
+        host, domain, conflict = _where(vm_name, copies[vm_name], states)
         if conflict:
             conflicts.append(conflict)
         vms.append(
@@ -59,6 +60,7 @@ def snapshot(
                 vm_name,
                 {VCPUS: domain.vcpus, MEMORY: domain.memory_mib, DISK: domain.disk_mib},
                 host,
+                priority=domain.priority,
             )
         )
     cluster = Cluster(name, hosts, tuple(vms), rules, policy, limits or Limits())
@@ -72,7 +74,13 @@ def _host(report: HostReport, state: HostState, policy: Policy) -> Host:
     return Host(report.host, physical, capacity, dict(report.labels), state)
 
 
-def _where(vm: str, copies: list[tuple[str, DomainReport]]) -> tuple[str, DomainReport, str]:
+def _where(
+    vm: str, copies: list[tuple[str, DomainReport]], states: Mapping[str, HostState]
+) -> tuple[str, DomainReport, str]:
+    # The last report of a host that is down is history: a VM restarted elsewhere since
+    # shows there too, and the live copy is where it is.
+    live = [(h, d) for h, d in copies if states.get(h, HostState.UP) is not HostState.DOWN]
+    copies = live or copies
     running = [(h, d) for h, d in copies if d.state == "running"]
     if len(running) > 1:
         hosts = ", ".join(sorted(h for h, _ in running))

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +46,18 @@ CREATE TABLE IF NOT EXISTS orders (
     updated_at REAL NOT NULL,
     details TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS definitions (
+    vm TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    xml TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fencing (
+    host TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS plan_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     plan_id INTEGER NOT NULL REFERENCES plans(id),
@@ -71,6 +83,24 @@ class OrderRecord:
     seconds: float | None
     updated_at: float
     details: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.details.get("kind", "migrate"))
+
+    @property
+    def agent_host(self) -> str:
+        """Whose agent carries it out: the source migrates; a restart happens on the target
+        (the source is down)."""
+        return self.target if self.kind == "restart" else self.source
+
+
+@dataclass(frozen=True)
+class Fencing:
+    host: str
+    status: str  # "fenced" (the command succeeded or an operator confirmed) or "failed"
+    detail: str
+    at: float
 
 
 @dataclass(frozen=True)
@@ -99,6 +129,10 @@ class Store(Protocol):
     def order(self, order_id: int) -> OrderRecord | None: ...
     def orders(self, plan_id: int | None = None, host: str | None = None) -> list[OrderRecord]: ...
     def update_order(self, order_id: int, status: str, at: float, **fields: Any) -> OrderRecord: ...
+    def definition(self, vm: str) -> str | None: ...
+    def set_fencing(self, host: str, status: str, detail: str, at: float) -> None: ...
+    def clear_fencing(self, host: str) -> None: ...
+    def fencing(self) -> dict[str, Fencing]: ...
 
 
 class SqliteStore:
@@ -125,13 +159,43 @@ class SqliteStore:
             self._db.execute("COMMIT")
 
     def save_report(self, report: HostReport, at: float) -> None:
+        """The report, and apart from it each domain definition it carries (agents send a
+        definition only when it changed)."""
+        slim = replace(report, domains=tuple(replace(d, definition="") for d in report.domains))
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO hosts (name, report, reported_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET report = excluded.report, "
                 "reported_at = excluded.reported_at",
-                (report.host, json.dumps(report.to_json()), at),
+                (report.host, json.dumps(slim.to_json()), at),
             )
+            db.executemany(
+                "INSERT INTO definitions (vm, host, xml, at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(vm) DO UPDATE SET host = excluded.host, xml = excluded.xml, "
+                "at = excluded.at",
+                [(d.name, report.host, d.definition, at) for d in report.domains if d.definition],
+            )
+
+    def definition(self, vm: str) -> str | None:
+        row = self._db.execute("SELECT xml FROM definitions WHERE vm = ?", (vm,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_fencing(self, host: str, status: str, detail: str, at: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO fencing (host, status, detail, at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(host) DO UPDATE SET status = excluded.status, "
+                "detail = excluded.detail, at = excluded.at",
+                (host, status, detail, at),
+            )
+
+    def clear_fencing(self, host: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM fencing WHERE host = ?", (host,))
+
+    def fencing(self) -> dict[str, Fencing]:
+        rows = self._db.execute("SELECT host, status, detail, at FROM fencing").fetchall()
+        return {h: Fencing(h, status, detail, float(at)) for h, status, detail, at in rows}
 
     def reports(self) -> list[tuple[HostReport, float]]:
         rows = self._db.execute(
@@ -222,8 +286,11 @@ class SqliteStore:
         query, args = f"SELECT {ORDER_COLUMNS} FROM orders WHERE 1 = 1", list[object]()
         if plan_id is not None:
             query, args = query + " AND plan_id = ?", [*args, plan_id]
-        if host is not None:
-            query, args = query + " AND source = ?", [*args, host]
+        if host is not None:  # the orders this host's agent carries out (``agent_host``)
+            kind = "IFNULL(json_extract(details, '$.kind'), 'migrate')"
+            query += f" AND ((source = ? AND {kind} != 'restart')"
+            query += f" OR (target = ? AND {kind} = 'restart'))"
+            args = [*args, host, host]
         return [_order(r) for r in self._db.execute(query + " ORDER BY id", args).fetchall()]
 
     def update_order(self, order_id: int, status: str, at: float, **fields: Any) -> OrderRecord:

@@ -1,0 +1,170 @@
+"""Host failures in the live service: fence a host that went down, then restart its VMs.
+
+A VM must never run twice. A host whose agent went silent may only be cut off from the
+network with its VMs still running, so nothing of it is restarted before it is *fenced*: the
+configured fencing command (IPMI, Redfish, a script; ``{host}`` in it is the host's name)
+exits 0, or an operator confirms the host is off (``POST /v1/hosts/{name}/fenced``). A failed
+command is retried every ``retry_s``; the reason is kept for the API and counted in metrics.
+A host that reports again loses its fencing record.
+
+Once hosts are fenced and no failover plan is running, the engine decides restarts for the
+VMs of the fenced hosts only, highest priority first, and they run as a plan of restart
+orders that carries on past single failures. VMs without room wait: the next attempt comes
+when the cluster changes, or after ``retry_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from scheduler.engine import plan_to_json
+from scheduler.failover import Failover, decide_failover
+from scheduler.model import Cluster, HostState
+from scheduler.service.store import Store
+from scheduler.service.watch import fingerprint
+from scheduler.solver.search import SearchOptions
+
+log = logging.getLogger("vmpack.failover")
+
+
+@dataclass(frozen=True)
+class FencingPolicy:
+    command: tuple[str, ...] = ()  # argv, "{host}" replaced; empty: an operator confirms
+    timeout_s: float = 60.0
+    retry_s: float = 60.0
+
+
+def run_fencing(command: tuple[str, ...], host: str, timeout_s: float) -> tuple[bool, str]:
+    """Run the fencing command for ``host``: (succeeded, what happened, in one line)."""
+    argv = [part.replace("{host}", host) for part in command]
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout_s,
+            env={**os.environ, "VMPACK_HOST": host}, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"fencing command: {exc}"
+    if done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        return False, f"fencing command exited {done.returncode}: {said[-1] if said else ''}"
+    return True, "fencing command succeeded"
+
+
+class FailoverWatch:
+    def __init__(
+        self,
+        store: Store,
+        snapshot: Callable[[], Cluster],
+        clock: Callable[[], float],
+        policy: FencingPolicy,
+        start_plan: Callable[[int], None],
+        on_fencing: Callable[[str], None],
+        options: SearchOptions,
+    ) -> None:
+        self.store, self.snapshot, self.clock, self.policy = store, snapshot, clock, policy
+        self.start_plan, self.on_fencing, self.options = start_plan, on_fencing, options
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_attempt: tuple[Hashable, float] | None = None
+
+    def start(self, tick_s: float) -> None:
+        self._thread = threading.Thread(target=self._run, args=(tick_s,), daemon=True,
+                                        name="failover")  # fmt: skip
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _run(self, tick_s: float) -> None:
+        while not self._stop.wait(tick_s):
+            try:
+                self.tick()
+            except Exception:  # a bad tick must not end failover handling
+                log.exception("failover tick")
+
+    def tick(self) -> None:
+        cluster = self.snapshot()
+        down = {h.name for h in cluster.hosts if h.state is HostState.DOWN}
+        for host in set(self.store.fencing()) - down:
+            self.store.clear_fencing(host)  # it reports again
+        holding = {v.host for v in cluster.vms if v.host in down}
+        fencing = self.store.fencing()
+        for host in sorted(h for h in holding if h is not None):
+            record = fencing.get(host)
+            retry = record is not None and record.status == "failed" and self.policy.command
+            if record is None or (retry and self.clock() - record.at >= self.policy.retry_s):
+                self._fence(host)
+        fenced = {
+            h for h, r in self.store.fencing().items() if r.status == "fenced" and h in holding
+        }
+        if fenced and not self._failover_running() and self._worth_trying(cluster):
+            self._restart(cluster, fenced, down - fenced)
+
+    def confirm_off(self, host: str) -> None:
+        self.store.set_fencing(host, "fenced", "confirmed off by an operator", self.clock())
+        self.on_fencing("succeeded")
+
+    def _fence(self, host: str) -> None:
+        if not self.policy.command:
+            detail = "no fencing command configured: confirm the host is off"
+            self.store.set_fencing(host, "failed", detail, self.clock())
+            return
+        ok, detail = run_fencing(self.policy.command, host, self.policy.timeout_s)
+        self.store.set_fencing(host, "fenced" if ok else "failed", detail, self.clock())
+        self.on_fencing("succeeded" if ok else "failed")
+        log.log(logging.INFO if ok else logging.WARNING, "fencing %s: %s", host, detail)
+
+    def _failover_running(self) -> bool:
+        return any(p.goal == "failover" and p.status == "running" for p in self.store.plans())
+
+    def _worth_trying(self, cluster: Cluster) -> bool:
+        """Again only if the cluster changed since the last attempt, or after ``retry_s``."""
+        key, now = fingerprint(cluster), self.clock()
+        last = self._last_attempt
+        if last is not None and last[0] == key and now - last[1] < self.policy.retry_s:
+            return False
+        self._last_attempt = (key, now)
+        return True
+
+    def _restart(self, cluster: Cluster, fenced: set[str], unfenced: set[str]) -> None:
+        # The VMs of a down host that is not fenced may still run: they stay out of it.
+        view = cluster.replace_vms(v for v in cluster.vms if v.host not in unfenced)
+        result = decide_failover(view, fenced, self.options)
+        if not result.restarts:
+            return
+        document = failover_document(plan_to_json(result.outcome), view, result)
+        now = self.clock()
+        plan_id = self.store.add_plan("failover", document, now)
+        hosts = ", ".join(sorted(fenced))
+        self.store.set_plan_status(
+            plan_id,
+            "running",
+            now,
+            f"running: {hosts} fenced; restarting {len(result.restarts)} VMs",
+        )
+        for _vm, why in sorted(result.not_restarted.items()):
+            self.store.add_plan_event(plan_id, now, f"not restarted: {why}")
+        self.start_plan(plan_id)
+
+
+def failover_document(
+    document: dict[str, Any], cluster: Cluster, result: Failover
+) -> dict[str, Any]:
+    """A plan document whose restarts name the failed host each VM ran on (the executor's
+    source), and that carries on when one restart fails."""
+    for entry in document["placements"]:
+        if entry.get("kind") == "restart":
+            entry["failed_host"] = cluster.vm_by_name[entry["vm"]].host
+    return document | {
+        "on_failure": "continue",
+        "failed_hosts": list(result.failed_hosts),
+        "not_restarted": result.not_restarted,
+    }
