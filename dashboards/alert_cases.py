@@ -84,6 +84,16 @@ CASES = [
               [("4m", None),
                ("11m", Firing(scheduler(severity="warning"),
                               "a running plan has made no progress for 22m 0s"))]),
+    AlertCase("VmpackFencingFailed", "fencing failing for 2 minutes fires; a failure that clears does not",
+              {f"vmpack_hosts_fencing_failed{{{SCHEDULER}}}": "0 1 0 0 1 1 1 1"},
+              [("3m", None),
+               ("7m", Firing(scheduler(severity="critical"),
+                             "1 down host(s) cannot be fenced: their VMs stay down"))]),
+    AlertCase("VmpackVmsNotRestarted", "VMs down for 10 minutes fire; a quick restart does not",
+              {f"vmpack_vms_on_down_hosts{{{SCHEDULER}}}": "0 4 4 0 0 2x12"},
+              [("4m", None),
+               ("16m", Firing(scheduler(severity="critical"),
+                              "2 VMs of down hosts have not been restarted for 10 minutes"))]),
 ]  # fmt: skip
 
 

@@ -187,6 +187,20 @@ AGENTS_HA = Dashboard(
             Panel("Hosts short", "How many more hosts would cover the worst failure?",
                   q("vmpack_ha_hosts_short"), "stat", width=6),
         )),
+        Row("Failover", (
+            Panel("VMs on down hosts", "How many VMs are not running anywhere, waiting for "
+                  "their host to be fenced or for room?",
+                  q("vmpack_vms_on_down_hosts"), "stat", width=6),
+            Panel("Hosts whose fencing failed", "Which down hosts could not be fenced (their VMs "
+                  "are not restarted)?", q("vmpack_hosts_fencing_failed"), "stat", width=6),
+            Panel("Fencing, last hour", "How often did fencing succeed or fail?",
+                  q("sum by (outcome) (increase(vmpack_fencing_total[1h]))", "{{outcome}}"),
+                  width=6),
+            Panel("Restarts, last hour", "How many VMs of failed hosts were restarted, and how "
+                  "many restarts failed?",
+                  q("sum by (outcome) (increase(vmpack_restarts_total[1h]))", "{{outcome}}"),
+                  width=6),
+        )),
         Row("Hosts and agents", (
             Panel("Hosts by state", "How many hosts are up, suspect, in maintenance or down?",
                   q("vmpack_hosts", "{{state}}")),

@@ -1,6 +1,6 @@
-"""Operators' commands against a running scheduler: hosts, VMs and plans.
+"""Operators' commands against a running scheduler: hosts, VMs, maintenance and plans.
 
-vmpack hosts|vms --scheduler URL --token-file F
+vmpack hosts [list] | confirm-off HOST;  vmpack vms;  vmpack maintenance enter|exit HOST
 vmpack plans [list] | create --goal G [--hosts ...] | show ID | approve ID | apply ID
              | cancel ID | watch ID
 """
@@ -30,10 +30,23 @@ class OpsError(Exception):
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for name, run in (("hosts", run_hosts), ("vms", run_vms)):
-        command = sub.add_parser(name, help=f"list the {name} a running scheduler knows")
-        _connection(command)
-        command.set_defaults(run=run)
+    hosts = sub.add_parser("hosts", help="list hosts; confirm that a down host is off")
+    hosts.add_argument("action", nargs="?", default="list", choices=["list", "confirm-off"])
+    hosts.add_argument("host", nargs="?")
+    _connection(hosts)
+    hosts.set_defaults(run=run_hosts)
+    vms = sub.add_parser("vms", help="list the VMs a running scheduler knows")
+    _connection(vms)
+    vms.set_defaults(run=run_vms)
+    maintenance = sub.add_parser(
+        "maintenance", help="empty a host with live migrations and keep it empty; or return it"
+    )
+    maintenance.add_argument("action", choices=["enter", "exit"])
+    maintenance.add_argument("host")
+    maintenance.add_argument("--time-limit", type=float, default=30.0)
+    maintenance.add_argument("--no-wait", action="store_true", help="do not follow the plan")
+    _connection(maintenance)
+    maintenance.set_defaults(run=run_maintenance)
     plans = sub.add_parser("plans", help="create, approve, apply, cancel and watch plans")
     actions = ["list", "create", "show", "approve", "apply", "cancel", "watch"]
     plans.add_argument("action", nargs="?", default="list", choices=actions)
@@ -79,17 +92,55 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
 
 
 def run_hosts(args: argparse.Namespace) -> int:
-    hosts = _call(_client(args), "GET", "/v1/hosts")
-    table = Table("host", "state", "VMs", "vCPUs", "memory GiB", "report age s")
+    client = _client(args)
+    if args.action == "confirm-off":
+        if not args.host:
+            raise OpsError("host: name the host that is off", 2)
+        _call(client, "POST", f"/v1/hosts/{args.host}/fenced")
+        print(f"{args.host}: confirmed off; its VMs restart on the other hosts")
+        return 0
+    hosts = _call(client, "GET", "/v1/hosts")
+    table = Table("host", "state", "VMs", "vCPUs", "memory GiB", "report age s", "fencing")
     for h in hosts:
         cap = h["capacity"]
         memory_gib = f"{cap.get('memory_mib', 0) / 1024:.0f}"
         age = f"{h['report_age_s']:.0f}"
+        fencing = h.get("fencing") or {}
+        fenced = f"{fencing['status']}: {fencing['detail']}" if fencing else ""
         table.add_row(
-            h["name"], h["state"], str(h["vms"]), str(cap.get("vcpus", 0)), memory_gib, age
+            h["name"], h["state"], str(h["vms"]), str(cap.get("vcpus", 0)), memory_gib, age, fenced
         )
     Console().print(table)
     return 0
+
+
+def run_maintenance(args: argparse.Namespace) -> int:
+    """``enter``: check that every VM can leave, then mark the host and empty it with a plan
+    that is safe at every step. ``exit``: the host takes VMs again."""
+    client = _client(args)
+    states = {h["name"]: h["state"] for h in _call(client, "GET", "/v1/hosts")}
+    if args.host not in states:
+        raise OpsError(f"host: unknown host '{args.host}'", 2)
+    if args.action == "exit":
+        _call(client, "PUT", f"/v1/hosts/{args.host}/state", json={"state": "up"})
+        print(f"{args.host}: up; it takes VMs again")
+        return 0
+    if states[args.host] == "down":
+        raise OpsError(f"host: {args.host} is down; nothing can be migrated off it", 2)
+    body = {"goal": "evacuate", "hosts": [args.host], "time_limit_s": args.time_limit}
+    created = _call(client, "POST", "/v1/plans", json=body)
+    if created["not_placed"]:
+        for why in created["not_placed"].values():
+            print(f"cannot leave: {why}")
+        _call(client, "POST", f"/v1/plans/{created['id']}/cancel")
+        print(f"{args.host}: nothing moved, the host stays {states[args.host]}")
+        return 1
+    _call(client, "PUT", f"/v1/hosts/{args.host}/state", json={"state": "maintenance"})
+    _call(client, "POST", f"/v1/plans/{created['id']}/approve")
+    _call(client, "POST", f"/v1/plans/{created['id']}/apply")
+    moves = created["summary"]["moves"]
+    print(f"{args.host}: maintenance; plan {created['id']} moves {moves} VMs off")
+    return 0 if args.no_wait else _watch(client, created["id"])
 
 
 def run_vms(args: argparse.Namespace) -> int:

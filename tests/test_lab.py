@@ -140,3 +140,37 @@ def test_scheduler_restart_mid_plan_resumes(tmp_path: Path) -> None:
         where = cluster.where()
         assert where[order.vm] == [order.target] and all(len(h) == 1 for h in where.values())
         assert boots(cluster.consoles[order.vm]) == 1
+
+
+def test_maintenance_enter_empties_the_host_with_live_migrations(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    token = tmp_path / "operator.token"
+    token.write_text(OPERATOR_TOKEN + "\n")
+    with (
+        lab(tmp_path / "lab", [["m1", "m2"], []]) as cluster,
+        running_service(tmp_path / "vmpack.db", WallClock()) as service,
+        agents(service.url, cluster.hosts),
+    ):
+        ops = service.client(OPERATOR_TOKEN)
+        wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 2, 30, "reports")
+
+        def vmpack(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "scheduler.cli", *args, "--scheduler", service.url,
+                       "--token-file", str(token)]  # fmt: skip
+            return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+        entered = vmpack("maintenance", "enter", "lab1", "--time-limit", "5")
+        assert entered.returncode == 0, entered.stdout + entered.stderr
+        assert "lab1: maintenance; plan 1 moves 2 VMs off" in entered.stdout
+        assert entered.stdout.rstrip().endswith("plan 1: done (done: all moves done)")
+        assert {vm: hosts for vm, hosts in cluster.where().items()} == {
+            "m1": ["lab2"],
+            "m2": ["lab2"],
+        }
+        assert all(boots(console) == 1 for console in cluster.consoles.values())
+        states = {h["name"]: h["state"] for h in ops.get("/v1/hosts").json()}
+        assert states == {"lab1": "maintenance", "lab2": "up"}
+        assert vmpack("maintenance", "exit", "lab1").returncode == 0
+        assert {h["name"]: h["state"] for h in ops.get("/v1/hosts").json()}["lab1"] == "up"

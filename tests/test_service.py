@@ -27,16 +27,19 @@ from tests.service_harness import (
     running_service,
 )
 
+LAYOUT = [
+    [Guest("web1", 4096, 2), Guest("db1", 8192, 4)],
+    [Guest("web2", 4096, 2)],
+    [Guest("cache1", 2048, 1), Guest("old", 1024, 1, "shutoff")],
+]
 
-def agents_for(tmp_path: Path, service: Service) -> list[Agent]:
-    layout = [
-        [Guest("web1", 4096, 2), Guest("db1", 8192, 4)],
-        [Guest("web2", 4096, 2)],
-        [Guest("cache1", 2048, 1), Guest("old", 1024, 1, "shutoff")],
-    ]
+
+def agents_for(
+    tmp_path: Path, service: Service, layout: list[list[Guest]] = LAYOUT, memory_gib: int = 64
+) -> list[Agent]:
     agents = []
     for i, guests in enumerate(layout, start=1):
-        uri = write_host(tmp_path, i, 16, 64, guests)
+        uri = write_host(tmp_path, i, 16, memory_gib, guests)
         conn = connect(uri)  # the test driver keeps state per connection: share one
         config = AgentConfig(f"kvm-0{i}", uri, service.url, AGENT_TOKEN, labels={"rack": "r1"})
         agents.append(Agent(config, connect=lambda _uri, c=conn: c))
@@ -223,6 +226,10 @@ def test_operator_cli_against_a_running_scheduler(tmp_path: Path) -> None:
         assert (
             again.stderr == "vmpack: error: 409: status: cannot approve a plan that is approved\n"
         )
+        unknown = vmpack("maintenance", "enter", "kvm-09")
+        assert unknown.returncode == 2 and "host: unknown host 'kvm-09'" in unknown.stderr
+        back = vmpack("maintenance", "exit", "kvm-02")
+        assert back.returncode == 0 and back.stdout == "kvm-02: up; it takes VMs again\n"
         wrong = tmp_path / "wrong.token"
         wrong.write_text("someone-else-entirely-0000\n")
         refused = vmpack("hosts", token_file=wrong)
@@ -469,3 +476,26 @@ def test_a_fenced_hosts_vms_restart_by_themselves(tmp_path: Path) -> None:
         wait_for(
             lambda: hosts_by_name(service)["kvm-03"]["fencing"] is None, 10, "the record to go"
         )
+
+
+def test_maintenance_refuses_before_anything_moves_when_a_vm_cannot_leave(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    token = tmp_path / "operator.token"
+    token.write_text(OPERATOR_TOKEN + "\n")
+    full = [[Guest("big1", 6144, 2)], [Guest("big2", 6144, 2)]]  # 8 GiB hosts: no room to move
+    with running_service(tmp_path / "vmpack.db") as service:
+        for agent in agents_for(tmp_path, service, full, memory_gib=8):
+            agent.beat()
+        command = [sys.executable, "-m", "scheduler.cli", "maintenance", "enter", "kvm-01",
+                   "--scheduler", service.url, "--token-file", str(token), "--time-limit", "5"]  # fmt: skip
+        run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 1, run.stderr
+        assert run.stdout.splitlines()[0].startswith(
+            "cannot leave: big1 (needs 2 vcpus, 6.0 GiB memory"
+        )
+        assert "kvm-01: nothing moved, the host stays up" in run.stdout
+        assert hosts_by_name(service)["kvm-01"]["state"] == "up"
+        assert [p.status for p in service.store.plans()] == ["cancelled"]
+        assert service.store.orders() == []

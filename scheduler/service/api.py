@@ -211,12 +211,14 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
             raise HTTPException(422, "hosts: required for the evacuate goal, and only for it")
         options = SearchOptions(SolverSettings(body.time_limit_s, config.solver_workers))
         outcome = decide_plan(cluster, Goal(body.goal), body.hosts, options)
-        document = plan_to_json(outcome) | {"evacuate": body.hosts}
+        placement = outcome.decision.placement
+        why = {vm: why_not_placed(outcome.cluster, placement, vm) for vm in outcome.left_behind}
+        document = plan_to_json(outcome) | {"evacuate": body.hosts, "not_placed": why}
         summary = document["summary"]
         proven = outcome.decision.status is SolveStatus.OPTIMAL
         metrics.plan_decided(body.goal, outcome.decision.seconds, summary["gap"], proven)
         plan_id = store.add_plan(body.goal, document, at=config.clock())
-        return {"id": plan_id, "status": "proposed", "summary": document["summary"]}
+        return {"id": plan_id, "status": "proposed", "summary": summary, "not_placed": why}
 
     @app.get("/v1/plans", dependencies=[operator])
     def plans() -> list[dict[str, Any]]:
