@@ -15,6 +15,7 @@ from scheduler.evaluate import Indicators, broken_soft_rules, indicators
 from scheduler.explain import conflicting_rules
 from scheduler.model import Cluster, Goal
 from scheduler.plan import Move, Plan, build_plan, starting_placement
+from scheduler.power import PowerAdvice, power_advice
 from scheduler.solver.bounds import moves_lower_bound
 from scheduler.solver.encoding import Encoding
 from scheduler.solver.search import Decision, SearchOptions, decide, greedy_start, whole_scope
@@ -30,6 +31,7 @@ class Outcome:
     soft_rules_broken: list[str]
     left_behind: list[str]  # VMs with no host, or still on a host they had to leave
     conflicting_rules: list[str]  # when no placement exists: hard rules that cannot all hold
+    power: PowerAdvice  # empty hosts that can go off, and those the HA reserve keeps on
 
     @property
     def cluster(self) -> Cluster:
@@ -58,6 +60,9 @@ class Outcome:
             "unresolved_moves": [m.vm for m in plan.unresolved],
             "soft_rules_broken": self.soft_rules_broken,
             "conflicting_rules": self.conflicting_rules,
+            "hosts_to_power_off": list(self.power.power_off),
+            "hosts_kept_on_for_ha": list(self.power.kept_for_reserve),
+            "ha_reserve_holds": self.power.reserve_holds,
         }
 
 
@@ -89,6 +94,7 @@ def outcome_of(decision: Decision, scenario: str, conflicts: list[str] | None = 
         soft_rules_broken=broken_soft_rules(snapshot, decision.placement),
         left_behind=stranded(snapshot, decision.placement),
         conflicting_rules=conflicts or [],
+        power=power_advice(snapshot, decision.placement),
     )
 
 

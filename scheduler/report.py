@@ -58,6 +58,7 @@ def print_outcome(outcome: Outcome, explanations: list[str], written_to: Path | 
         f"memory moved: {format_mib(s['memory_moved_mib'])}   "
         f"placements: {s['placements']}   waves: {s['steps']}   time: {s['solve_seconds']:.1f} s"
     )
+    console.print(_power_line(outcome), highlight=False)
     for wave_number, wave in enumerate(outcome.plan.waves[:MAX_WAVES_SHOWN], start=1):
         shown = ", ".join(f"{m.vm} {m.source or '-'}→{m.target}" for m in wave[:6])
         more = f" (+{len(wave) - 6})" if len(wave) > 6 else ""
@@ -75,6 +76,16 @@ def print_outcome(outcome: Outcome, explanations: list[str], written_to: Path | 
         console.print(f"[red]no safe order found for:[/] {', '.join(s['unresolved_moves'])}")
     if written_to:
         console.print(f"plan written to {written_to}")
+
+
+def _power_line(outcome: Outcome) -> str:
+    power = outcome.power
+    line = f"empty hosts that can be powered off: {len(power.power_off)}"
+    if outcome.cluster.policy.ha.required:
+        if not power.reserve_holds:
+            return line + "   [red]HA reserve does not hold[/] even with every empty host on"
+        line += f" ({len(power.kept_for_reserve)} more stay on for the HA reserve, which holds)"
+    return line
 
 
 def _util(values: tuple[float, float, float] | None) -> str:

@@ -15,7 +15,7 @@ from scheduler.model import Limits, Policy
 from scheduler.service.api import ServiceConfig, create_app
 from scheduler.service.auth import Tokens
 from scheduler.service.executor import ExecutionPolicy
-from scheduler.service.failover_watch import FencingPolicy
+from scheduler.service.failover_watch import FailoverWatch, FencingPolicy
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.server import Listen, make_server, serve_in_thread
 from scheduler.service.store import SqliteStore
@@ -38,6 +38,7 @@ class Service:
     url: str
     clock: Clock
     store: SqliteStore
+    failover: FailoverWatch  # tests with a clock they move call ``tick()`` themselves
 
     def client(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -61,6 +62,7 @@ def running_service(
     policy: Policy | None = None,
     heartbeat: Heartbeat | None = None,
     fencing: FencingPolicy | None = None,
+    failover_tick_s: float = 0.2,
 ) -> Iterator[Service]:
     clock = clock or Clock()
     store = SqliteStore(db)
@@ -73,7 +75,7 @@ def running_service(
         limits=limits or Limits(),
         policy=policy or Policy(),
         fencing=fencing or FencingPolicy(),
-        failover_tick_s=0.2,
+        failover_tick_s=failover_tick_s,
     )
     port = port or free_port()
     app = create_app(config, store)
@@ -81,7 +83,8 @@ def running_service(
     server = make_server(app, Listen("127.0.0.1", port, cert, key))
     thread = serve_in_thread(server)
     try:
-        yield Service(f"{'https' if tls else 'http'}://127.0.0.1:{port}", clock, store)
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        yield Service(url, clock, store, app.state.failover)
     finally:
         server.should_exit = True
         thread.join(10)

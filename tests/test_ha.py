@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from scheduler.check import check_placement
 from scheduler.ha import check_ha
 from scheduler.model import HaPolicy, HostState
+from scheduler.power import power_advice
 from scheduler.scenario import ScenarioError
 from tests.conftest import cluster_of, hosts, vm
 from tests.test_properties import clusters
@@ -143,3 +144,33 @@ def test_every_restart_placement_passes_the_checker(data: dict[str, Any]) -> Non
         assert check_placement(failed, after) == []
         assert (failure.extra_hosts == 0) == (not failure.stranded)
     assert check_ha(cluster, HaPolicy(1, "rack")) == report  # the check leaves nothing behind
+
+
+def test_power_advice_keeps_the_fewest_empty_hosts_that_hold_the_reserve() -> None:
+    # Two hosts run 48 GiB each; four 64 GiB hosts are empty. A failure needs 48 GiB elsewhere.
+    data = {"name": "power", "hosts": hosts(6), "vms": [
+        vm(f"v{h}{k}", "16GiB", f"h{h}") for h in (1, 2) for k in range(3)]}  # fmt: skip
+    free = cluster_of(data)
+    assert power_advice(free, free.current_placement).power_off == ("h3", "h4", "h5", "h6")
+    reserved = cluster_of(data | {"policy": {"ha": {"host_failures_to_tolerate": 1}}})
+    advice = power_advice(reserved, reserved.current_placement)
+    assert advice.reserve_holds and len(advice.kept_for_reserve) == 1  # 16 free on the other
+    assert len(advice.power_off) == 3
+    two = cluster_of(data | {"policy": {"ha": {"host_failures_to_tolerate": 2}}})
+    assert len(power_advice(two, two.current_placement).kept_for_reserve) == 2
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters())
+def test_powering_off_the_advised_hosts_keeps_the_reserve(data: dict[str, Any]) -> None:
+    cluster = cluster_of(data | {"policy": {"ha": {"host_failures_to_tolerate": 1}}})
+    advice = power_advice(cluster, cluster.current_placement)
+    off = set(advice.power_off)
+    assert not off & set(advice.kept_for_reserve)
+    if advice.reserve_holds:
+        powered = cluster.replace_hosts(
+            replace(h, state=HostState.DOWN) if h.name in off else h for h in cluster.hosts
+        )
+        assert check_ha(powered).satisfied
+    else:
+        assert not off and not check_ha(cluster).satisfied

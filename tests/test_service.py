@@ -3,7 +3,6 @@ reading libvirt's test driver."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from tests.service_harness import (
     AGENT_TOKEN,
     BOUND_TOKEN,
     OPERATOR_TOKEN,
+    Clock,
     Service,
     free_port,
     running_service,
@@ -396,12 +396,14 @@ def test_ha_reserve_and_solver_metrics(tmp_path: Path) -> None:
 
 
 def kill_kvm_03(service: Service, agents: list[Agent]) -> None:
-    """kvm-03 falls silent past the down threshold while the others keep reporting."""
+    """kvm-03 falls silent past the down threshold while the others keep reporting; then
+    the failover watch looks (these tests tick it by hand: the clock jumps)."""
     for agent in agents:
         agent.beat()
     service.clock.now += 200
     for agent in agents[:2]:
         agent.beat()
+    service.failover.tick()
 
 
 def hosts_by_name(service: Service) -> dict[str, Any]:
@@ -414,6 +416,7 @@ def failover_plans(service: Service) -> list[Any]:
 
 def finish_restarts(service: Service, agents: list[Agent]) -> Any:
     def done() -> bool:
+        service.failover.tick()
         for agent in agents[:2]:
             agent.beat()
             agent.wait_for_migrations(10)
@@ -426,14 +429,14 @@ def finish_restarts(service: Service, agents: list[Agent]) -> Any:
 
 def test_failed_fencing_restarts_nothing_until_an_operator_confirms(tmp_path: Path) -> None:
     refuse = FencingPolicy(("sh", "-c", "echo 'BMC {host}-bmc unreachable' >&2; exit 3"))
-    with running_service(tmp_path / "vmpack.db", fencing=refuse) as service:
+    with running_service(tmp_path / "vmpack.db", fencing=refuse, failover_tick_s=3600) as service:
         agents = agents_for(tmp_path, service)
         kill_kvm_03(service, agents)
-        wait_for(lambda: hosts_by_name(service)["kvm-03"]["fencing"] is not None, 10, "fencing")
         fencing = hosts_by_name(service)["kvm-03"]["fencing"]
         assert fencing["status"] == "failed"
         assert fencing["detail"] == "fencing command exited 3: BMC kvm-03-bmc unreachable"
-        time.sleep(1)  # several failover ticks
+        for _ in range(3):
+            service.failover.tick()
         assert failover_plans(service) == []  # never restarted while it may still run
         metrics = service.client(None).get("/metrics").text
         assert 'vmpack_fencing_total{outcome="failed"} 1.0' in metrics
@@ -464,7 +467,7 @@ def test_failed_fencing_restarts_nothing_until_an_operator_confirms(tmp_path: Pa
 def test_a_fenced_hosts_vms_restart_by_themselves(tmp_path: Path) -> None:
     fenced = tmp_path / "fenced.txt"
     fence = FencingPolicy(("sh", "-c", f"echo {{host}} >> {fenced}"))
-    with running_service(tmp_path / "vmpack.db", fencing=fence) as service:
+    with running_service(tmp_path / "vmpack.db", fencing=fence, failover_tick_s=3600) as service:
         agents = agents_for(tmp_path, service)
         kill_kvm_03(service, agents)
         plan = finish_restarts(service, agents)
@@ -473,9 +476,8 @@ def test_a_fenced_hosts_vms_restart_by_themselves(tmp_path: Path) -> None:
         events = [e for _, e in service.store.plan_events(plan.id)]
         assert "running: kvm-03 fenced; restarting 1 VMs" in events
         agents[2].beat()  # kvm-03 comes back: its fencing record goes
-        wait_for(
-            lambda: hosts_by_name(service)["kvm-03"]["fencing"] is None, 10, "the record to go"
-        )
+        service.failover.tick()
+        assert hosts_by_name(service)["kvm-03"]["fencing"] is None
 
 
 def test_maintenance_refuses_before_anything_moves_when_a_vm_cannot_leave(tmp_path: Path) -> None:
@@ -499,3 +501,26 @@ def test_maintenance_refuses_before_anything_moves_when_a_vm_cannot_leave(tmp_pa
         assert hosts_by_name(service)["kvm-01"]["state"] == "up"
         assert [p.status for p in service.store.plans()] == ["cancelled"]
         assert service.store.orders() == []
+
+
+def test_no_host_is_fenced_when_the_scheduler_itself_looks_cut_off(tmp_path: Path) -> None:
+    fenced = tmp_path / "fenced.txt"
+    fence = FencingPolicy(("sh", "-c", f"echo {{host}} >> {fenced}"))
+    db, clock = tmp_path / "vmpack.db", Clock()
+    with running_service(db, clock, fencing=fence, failover_tick_s=3600) as service:
+        for agent in agents_for(tmp_path, service):
+            agent.beat()
+        clock.now += 200  # no host has reported for 200 s: all three are down at once
+        service.failover.tick()
+        fencing = {
+            h: f["detail"]
+            for h, f in ((n, h["fencing"]) for n, h in hosts_by_name(service).items())
+            if f
+        }
+        assert set(fencing) == {"kvm-01", "kvm-02", "kvm-03"} and not fenced.exists()
+        assert fencing["kvm-01"].startswith("3 of 3 hosts down at once: the scheduler may be")
+    clock.now += 60  # the scheduler restarts: hosts get the full down time to report again
+    with running_service(db, clock, fencing=fence, failover_tick_s=3600) as service:
+        assert {h["state"] for h in hosts_by_name(service).values()} == {"up"}
+        service.failover.tick()
+        assert all(h["fencing"] is None for h in hosts_by_name(service).values())

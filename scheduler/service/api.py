@@ -77,13 +77,19 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
     agent = Depends(requires(config.tokens, [Role.AGENT]))
     operator = Depends(requires(config.tokens, [Role.OPERATOR]))
 
+    started_at = config.clock()
+
     def current() -> tuple[Cluster, dict[str, float]]:
         now = config.clock()
         reports = store.reports()
         chosen = store.host_states()
         ages = {r.host: now - at for r, at in reports}
+        # A scheduler that was itself away has heard nothing for a while: every host gets
+        # the full time from its start before it can be taken for down (and fenced).
         states = {
-            r.host: config.heartbeat.state(chosen.get(r.host, HostState.UP), at, now)
+            r.host: config.heartbeat.state(
+                chosen.get(r.host, HostState.UP), max(at, started_at), now
+            )
             for r, at in reports
         }
         inventory = snapshot([r for r, _ in reports], states, config.policy, limits=config.limits)

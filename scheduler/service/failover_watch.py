@@ -26,7 +26,7 @@ from typing import Any
 from scheduler.engine import plan_to_json
 from scheduler.failover import Failover, decide_failover
 from scheduler.model import Cluster, HostState
-from scheduler.service.store import Store
+from scheduler.service.store import Fencing, Store
 from scheduler.service.watch import fingerprint
 from scheduler.solver.search import SearchOptions
 
@@ -38,6 +38,9 @@ class FencingPolicy:
     command: tuple[str, ...] = ()  # argv, "{host}" replaced; empty: an operator confirms
     timeout_s: float = 60.0
     retry_s: float = 60.0
+    # More hosts down at once than this share looks like the scheduler is the one cut off:
+    # nothing is fenced automatically then; an operator confirms host by host.
+    max_down_share: float = 0.5
 
 
 def run_fencing(command: tuple[str, ...], host: str, timeout_s: float) -> tuple[bool, str]:
@@ -96,17 +99,27 @@ class FailoverWatch:
         for host in set(self.store.fencing()) - down:
             self.store.clear_fencing(host)  # it reports again
         holding = {v.host for v in cluster.vms if v.host in down}
+        too_many = len(down) > self.policy.max_down_share * len(cluster.hosts)
         fencing = self.store.fencing()
         for host in sorted(h for h in holding if h is not None):
-            record = fencing.get(host)
-            retry = record is not None and record.status == "failed" and self.policy.command
-            if record is None or (retry and self.clock() - record.at >= self.policy.retry_s):
-                self._fence(host)
-        fenced = {
-            h for h, r in self.store.fencing().items() if r.status == "fenced" and h in holding
-        }
+            if self._due(fencing.get(host)):
+                if too_many:
+                    self.store.set_fencing(
+                        host, "failed", _cut_off(len(down), cluster), self.clock()
+                    )
+                else:
+                    self._fence(host)
+        fencing = self.store.fencing()
+        fenced = {h for h in holding if h in fencing and fencing[h].status == "fenced"}
         if fenced and not self._failover_running() and self._worth_trying(cluster):
             self._restart(cluster, fenced, down - fenced)
+
+    def _due(self, record: Fencing | None) -> bool:
+        """Never tried, or a failed command whose retry time has come."""
+        if record is None:
+            return True
+        retry = record.status == "failed" and bool(self.policy.command)
+        return retry and self.clock() - record.at >= self.policy.retry_s
 
     def confirm_off(self, host: str) -> None:
         self.store.set_fencing(host, "fenced", "confirmed off by an operator", self.clock())
@@ -153,6 +166,13 @@ class FailoverWatch:
         for _vm, why in sorted(result.not_restarted.items()):
             self.store.add_plan_event(plan_id, now, f"not restarted: {why}")
         self.start_plan(plan_id)
+
+
+def _cut_off(down: int, cluster: Cluster) -> str:
+    return (
+        f"{down} of {len(cluster.hosts)} hosts down at once: the scheduler may be the one cut "
+        "off; confirm each host is off by hand"
+    )
 
 
 def failover_document(
