@@ -155,7 +155,8 @@ def _run_plan(args: argparse.Namespace) -> int:
 
 def _explanations(outcome: Outcome) -> list[str]:
     return [
-        why_not_placed(outcome.cluster, outcome.decision.placement, vm)
+        outcome.refused_for_ha.get(vm)
+        or why_not_placed(outcome.cluster, outcome.decision.placement, vm)
         for vm in outcome.left_behind
     ]
 

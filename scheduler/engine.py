@@ -13,6 +13,7 @@ from typing import Any
 from scheduler.check import stranded
 from scheduler.evaluate import Indicators, broken_soft_rules, indicators
 from scheduler.explain import conflicting_rules
+from scheduler.ha import admit_within_reserve
 from scheduler.model import Cluster, Goal
 from scheduler.plan import Move, Plan, build_plan, starting_placement
 from scheduler.power import PowerAdvice, power_advice
@@ -32,6 +33,7 @@ class Outcome:
     left_behind: list[str]  # VMs with no host, or still on a host they had to leave
     conflicting_rules: list[str]  # when no placement exists: hard rules that cannot all hold
     power: PowerAdvice  # empty hosts that can go off, and those the HA reserve keeps on
+    refused_for_ha: dict[str, str]  # new VMs admission control kept out, and why
 
     @property
     def cluster(self) -> Cluster:
@@ -63,6 +65,7 @@ class Outcome:
             "hosts_to_power_off": list(self.power.power_off),
             "hosts_kept_on_for_ha": list(self.power.kept_for_reserve),
             "ha_reserve_holds": self.power.reserve_holds,
+            "refused_for_ha": self.refused_for_ha,
         }
 
 
@@ -75,14 +78,23 @@ def decide_plan(
     options = options or SearchOptions()
     decision = decide(cluster, goal, evacuate, options)
     snapshot = decision.cluster
+    refused: dict[str, str] = {}
+    if goal is Goal.PLACE and snapshot.policy.ha.required:
+        placement, refused = admit_within_reserve(snapshot, decision.placement)
+        decision = replace(decision, placement=placement)
     conflicts: list[str] = []
     if decision.status is SolveStatus.INFEASIBLE:
         oracle = _feasibility_oracle(goal, options)
         conflicts = [rule.label for rule in conflicting_rules(snapshot, oracle)]
-    return outcome_of(decision, cluster.name, conflicts)
+    return outcome_of(decision, cluster.name, conflicts, refused)
 
 
-def outcome_of(decision: Decision, scenario: str, conflicts: list[str] | None = None) -> Outcome:
+def outcome_of(
+    decision: Decision,
+    scenario: str,
+    conflicts: list[str] | None = None,
+    refused_for_ha: dict[str, str] | None = None,
+) -> Outcome:
     """The plan that reaches a decided placement, and the figures around it."""
     snapshot = decision.cluster
     plan = build_plan(snapshot, decision.goal, decision.placement, scenario)
@@ -95,6 +107,7 @@ def outcome_of(decision: Decision, scenario: str, conflicts: list[str] | None = 
         left_behind=stranded(snapshot, decision.placement),
         conflicting_rules=conflicts or [],
         power=power_advice(snapshot, decision.placement),
+        refused_for_ha=refused_for_ha or {},
     )
 
 

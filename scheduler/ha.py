@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -144,3 +144,38 @@ def _hosts_to_cover(packer: Packer, stranded: tuple[str, ...]) -> int:
         else:
             free.append(largest - demand)
     return len(free)
+
+
+def admit_within_reserve(
+    cluster: Cluster, placement: Mapping[str, str | None]
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """Admission control: new VMs (no host in ``cluster``) keep their place in ``placement``
+    only while the HA reserve holds; the lowest priority, then the largest, give theirs up
+    first. Returns the admitted placement and, for each VM refused, why."""
+    admitted = dict(placement)
+    if not cluster.policy.ha.required:
+        return admitted, {}
+    new = [vm for vm, host in placement.items() if host and cluster.vm_by_name[vm].host is None]
+    size = size_key(Packer(cluster, cluster.current_placement))
+    new.sort(key=lambda vm: (cluster.vm_by_name[vm].priority, -size(vm), vm))
+    refused: dict[str, str] = {}
+    already = check_ha(_placed(cluster, {vm: None for vm in new})).worst
+    if already is not None and already.stranded:  # broken before any new VM: admit none
+        why = f"the HA reserve does not hold already (losing {already.name} strands VMs)"
+        return admitted | {vm: None for vm in new}, {vm: f"{vm}: {why}" for vm in new}
+    while new:
+        report = check_ha(_placed(cluster, admitted))
+        worst = report.worst
+        if report.satisfied or worst is None:
+            break
+        vm = new.pop(0)
+        admitted[vm] = None
+        refused[vm] = (
+            f"{vm}: placing it would break the HA reserve (losing {worst.name} would strand "
+            f"{len(worst.stranded)} VMs)"
+        )
+    return admitted, refused
+
+
+def _placed(cluster: Cluster, placement: Mapping[str, str | None]) -> Cluster:
+    return cluster.replace_vms(replace(v, host=placement.get(v.name, v.host)) for v in cluster.vms)

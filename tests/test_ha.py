@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from scheduler.check import check_placement
+from scheduler.check import check_placement, check_plan
+from scheduler.engine import decide_plan
 from scheduler.ha import check_ha
-from scheduler.model import HaPolicy, HostState
+from scheduler.model import Goal, HaPolicy, HostState
 from scheduler.power import power_advice
 from scheduler.scenario import ScenarioError
 from tests.conftest import cluster_of, hosts, vm
-from tests.test_properties import clusters
+from tests.test_properties import FAST, clusters
 
 
 def racked(n: int, per_rack: int) -> list[dict[str, Any]]:
@@ -174,3 +175,18 @@ def test_powering_off_the_advised_hosts_keeps_the_reserve(data: dict[str, Any]) 
         assert check_ha(powered).satisfied
     else:
         assert not off and not check_ha(cluster).satisfied
+
+
+def test_admission_control_refuses_new_vms_that_would_break_the_reserve() -> None:
+    # Three 64 GiB hosts with 32 GiB used each: N+1 holds (32 to restart, 2 x 32 free).
+    data = {"name": "admit", "hosts": hosts(3), "policy": {"ha": {"host_failures_to_tolerate": 1}},
+            "vms": [vm(f"v{h}", "32GiB", f"h{h}") for h in range(1, 4)]
+            + [vm("small", "8GiB"), vm("huge", "24GiB"), vm("vip", "16GiB", priority=5)]}  # fmt: skip
+    outcome = decide_plan(cluster_of(data), Goal.PLACE, (), FAST)
+    placed = {vm: h for vm, h in outcome.decision.placement.items() if h}
+    assert "vip" in placed and "huge" not in placed  # lowest priority, largest, gives way first
+    assert set(outcome.refused_for_ha) == set(outcome.left_behind)
+    assert outcome.refused_for_ha["huge"].startswith("huge: placing it would break the HA reserve")
+    assert check_ha(outcome.cluster.replace_vms(
+        replace(v, host=outcome.decision.placement[v.name]) for v in outcome.cluster.vms)).satisfied  # fmt: skip
+    assert check_plan(outcome.cluster, outcome.plan) == []

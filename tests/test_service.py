@@ -524,3 +524,27 @@ def test_no_host_is_fenced_when_the_scheduler_itself_looks_cut_off(tmp_path: Pat
         assert {h["state"] for h in hosts_by_name(service).values()} == {"up"}
         service.failover.tick()
         assert all(h["fencing"] is None for h in hosts_by_name(service).values())
+
+
+def test_placement_api_refuses_a_vm_when_the_ha_reserve_does_not_hold(tmp_path: Path) -> None:
+    one_rack = Policy(ha=HaPolicy(0, "rack"))  # losing the only rack loses everything
+    with running_service(tmp_path / "vmpack.db", policy=one_rack) as service:
+        for agent in agents_for(tmp_path, service):
+            agent.beat()
+        ops = service.client(OPERATOR_TOKEN)
+        refused = ops.post("/v1/placements", json={"name": "new1", "vcpus": 1, "memory": "1GiB"})
+        assert refused.status_code == 409
+        assert refused.json()["error"] == (
+            "no host: new1: the HA reserve does not hold already (losing rack=r1 strands VMs)"
+        )
+    with running_service(tmp_path / "other.db", policy=Policy(ha=HaPolicy(1))) as service:
+        for agent in agents_for(tmp_path, service):
+            agent.beat()
+        ops = service.client(OPERATOR_TOKEN)
+        placed = ops.post("/v1/placements", json={"name": "new1", "vcpus": 1, "memory": "1GiB"})
+        assert placed.status_code == 200 and placed.json()["host"].startswith("kvm-0")
+        too_big = ops.post("/v1/placements", json={"name": "new2", "vcpus": 8, "memory": "62GiB"})
+        assert too_big.status_code == 409
+        assert too_big.json()["error"].startswith(
+            "no host: new2: placing it would break the HA reserve"
+        )

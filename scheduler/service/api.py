@@ -20,7 +20,7 @@ from prometheus_client import generate_latest
 from agents.libvirt_probe import HostReport
 from scheduler.engine import decide_plan, plan_to_json
 from scheduler.explain import why_not_placed
-from scheduler.ha import check_ha
+from scheduler.ha import admit_within_reserve, check_ha
 from scheduler.metrics import ClusterView, SchedulerMetrics
 from scheduler.model import (
     DISK,
@@ -200,11 +200,13 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         asking = cluster.replace_vms([*cluster.vms, new])
         options = SearchOptions(SolverSettings(10.0, config.solver_workers))
         decision = decide(asking, Goal.PLACE, (), options)
-        host = decision.placement.get(body.name)
+        placement, refused = admit_within_reserve(
+            asking, {body.name: decision.placement.get(body.name)}
+        )
+        host = placement.get(body.name)
         if host is None:
-            raise HTTPException(
-                409, f"no host: {why_not_placed(asking, decision.placement, body.name)}"
-            )
+            why = refused.get(body.name) or why_not_placed(asking, decision.placement, body.name)
+            raise HTTPException(409, f"no host: {why}")
         return {"vm": body.name, "host": host}
 
     @app.post("/v1/plans", dependencies=[operator], status_code=201)
