@@ -21,7 +21,7 @@ from scheduler.cli_ops import add_commands as add_ops_commands
 from scheduler.engine import Outcome, decide_plan, plan_from_json, plan_to_json
 from scheduler.explain import why_not_placed
 from scheduler.failover import after_failure, decide_failover, hosts_in_domain
-from scheduler.ha import check_ha
+from scheduler.ha import check_ha, reserve_by_wave
 from scheduler.model import Goal, HaPolicy, HostState
 from scheduler.report import ha_report_to_json, print_ha_report, print_outcome, progress_display
 from scheduler.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
@@ -173,6 +173,7 @@ def _run_check(args: argparse.Namespace) -> int:
     if data.get("failed_hosts"):
         cluster = after_failure(cluster, data["failed_hosts"])
     problems = check_plan(cluster, plan)
+    problems += reserve_by_wave(cluster, [[(m.vm, m.target) for m in w] for w in plan.waves])
     for problem in problems:
         print(problem)
     verdict = "FAIL" if problems else "OK"

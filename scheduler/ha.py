@@ -2,8 +2,9 @@
 
 A failure is a set of hosts going down together: any ``host_failures_to_tolerate`` hosts, or
 every host of one failure domain (hosts sharing a label value, such as a rack). For each, the
-failed hosts' VMs are re-placed best fit, largest first, on the surviving up hosts, with
-capacity and every hard rule honoured; the VMs that find no room are *stranded*. A greedy
+failed hosts' VMs are re-placed best fit (those under rules first, then largest first) on the
+surviving up hosts, with capacity and every hard rule honoured; the VMs that find no room are
+*stranded*. A greedy
 re-placement may strand a VM that a solver would have fitted, so the check errs on the safe
 side: it can miss a reserve that exists, never report one that does not.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -116,7 +117,10 @@ def _restart_elsewhere(
     for vm in vms:
         packer.unplace(vm)
     try:
-        place_pending(packer, vms)
+        # VMs under rules go first: a pinned VM has few places, a free one can take any.
+        ruled = [vm for vm in vms if packer.state.rules_of.get(vm)]
+        place_pending(packer, ruled)
+        place_pending(packer, [vm for vm in vms if not packer.state.rules_of.get(vm)])
         placed = {vm: packer.state.host_of(vm) for vm in vms}
         return {vm: host for vm, host in placed.items() if host is not None}
     finally:
@@ -179,3 +183,21 @@ def admit_within_reserve(
 
 def _placed(cluster: Cluster, placement: Mapping[str, str | None]) -> Cluster:
     return cluster.replace_vms(replace(v, host=placement.get(v.name, v.host)) for v in cluster.vms)
+
+
+def reserve_by_wave(cluster: Cluster, waves: Sequence[Sequence[tuple[str, str]]]) -> list[str]:
+    """The HA reserve after each wave of a plan (``(vm, target)`` moves), if it held before
+    the first: one line per wave that breaks it."""
+    if not cluster.policy.ha.required or not check_ha(cluster).satisfied:
+        return []
+    location = dict(cluster.current_placement)
+    problems = []
+    for number, wave in enumerate(waves, start=1):
+        location.update(dict(wave))
+        worst = check_ha(_placed(cluster, location)).worst
+        if worst is not None and worst.stranded:
+            problems.append(
+                f"wave {number}: HA reserve broken: losing {worst.name} would strand "
+                f"{len(worst.stranded)} VMs ({', '.join(worst.stranded[:4])})"
+            )
+    return problems

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 from scheduler.check import check_placement, check_plan
 from scheduler.engine import decide_plan
-from scheduler.ha import check_ha
+from scheduler.ha import check_ha, reserve_by_wave
 from scheduler.model import Goal, HaPolicy, HostState
 from scheduler.power import power_advice
 from scheduler.scenario import ScenarioError
@@ -190,3 +190,17 @@ def test_admission_control_refuses_new_vms_that_would_break_the_reserve() -> Non
     assert check_ha(outcome.cluster.replace_vms(
         replace(v, host=outcome.decision.placement[v.name]) for v in outcome.cluster.vms)).satisfied  # fmt: skip
     assert check_plan(outcome.cluster, outcome.plan) == []
+
+
+def test_the_reserve_is_checked_after_every_wave() -> None:
+    # p may only run on h1 or h2; filling h2 leaves p nowhere to go if h1 fails.
+    cluster = cluster_of({
+        "name": "waves", "hosts": hosts(3), "policy": {"ha": {"host_failures_to_tolerate": 1}},
+        "vms": [vm("p", "8GiB", "h1"), vm("big", "40GiB", "h2"), vm("g", "20GiB", "h3")],
+        "rules": [{"type": "pin", "vms": ["p"], "hosts": ["h1", "h2"]}],
+    })  # fmt: skip
+    assert check_ha(cluster).satisfied
+    assert reserve_by_wave(cluster, [[("g", "h1")]]) == []
+    assert reserve_by_wave(cluster, [[("g", "h1")], [("g", "h2")]]) == [
+        "wave 2: HA reserve broken: losing h1 would strand 1 VMs (p)"
+    ]
