@@ -18,6 +18,7 @@ from scheduler.check import check_plan
 from scheduler.cli_live import LiveInputError, add_commands
 from scheduler.cli_ops import OpsError
 from scheduler.cli_ops import add_commands as add_ops_commands
+from scheduler.cli_whatif import add_command as add_whatif_command
 from scheduler.engine import Outcome, decide_plan, plan_from_json, plan_to_json
 from scheduler.explain import why_not_placed
 from scheduler.failover import after_failure, decide_failover, hosts_in_domain
@@ -27,6 +28,7 @@ from scheduler.report import ha_report_to_json, print_ha_report, print_outcome, 
 from scheduler.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from scheduler.solver.search import SearchOptions, for_goal
 from scheduler.solver.solve import SolverSettings
+from scheduler.whatif import WhatIfError
 
 DEFAULT_SCENARIO = "default_scenario.yaml"
 
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (ScenarioError, InputError, LiveInputError) as exc:
+    except (ScenarioError, InputError, LiveInputError, WhatIfError) as exc:
         print(f"vmpack: error: {exc}", file=sys.stderr)
         return 2
     except OpsError as exc:
@@ -95,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     ha.add_argument("--domain", help="failure-domain label, e.g. rack (default: the policy's)")
     ha.add_argument("--json", action="store_true", help="print the report as JSON")
     ha.set_defaults(run=_run_ha_check)
+    add_whatif_command(sub, _load, _options)
     add_commands(sub)
     add_ops_commands(sub)
     return parser

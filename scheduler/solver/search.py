@@ -177,13 +177,22 @@ def greedy_start(cluster: Cluster, goal: Goal) -> dict[str, str | None]:
             for fit in ("first", "best")
             for measure in ("max", "sum", "l2")
         ]
-    starts = [p for p in starts if _within_budget(cluster, p) and _keeps_running(cluster, p)]
+    # The incremental start always stands (it keeps the budget); the others must qualify.
+    starts = starts[:1] + [
+        p for p in starts[1:] if _within_budget(cluster, p) and _keeps_running(cluster, p)
+    ]
     return min(starts, key=lambda p: score(cluster, goal, p))
 
 
 def _keeps_running(cluster: Cluster, placement: Mapping[str, str | None]) -> bool:
-    """A repacking from scratch must not leave a running VM without a host."""
-    return all(placement.get(v.name) is not None for v in cluster.vms if v.host is not None)
+    """A repacking from scratch must not leave a running VM without a host (a VM of a host
+    that is down is not running)."""
+    down = {h.name for h in cluster.hosts if h.state is HostState.DOWN}
+    return all(
+        placement.get(v.name) is not None
+        for v in cluster.vms
+        if v.host is not None and v.host not in down
+    )
 
 
 def _within_budget(cluster: Cluster, placement: Mapping[str, str | None]) -> bool:
