@@ -548,3 +548,42 @@ def test_placement_api_refuses_a_vm_when_the_ha_reserve_does_not_hold(tmp_path: 
         assert too_big.json()["error"].startswith(
             "no host: new2: placing it would break the HA reserve"
         )
+
+
+def test_a_vm_already_where_the_plan_sends_it_is_not_counted_as_a_migration(
+    tmp_path: Path,
+) -> None:
+    with running_service(tmp_path / "vmpack.db") as service:
+        team = agents_for(tmp_path, service)
+        for agent in team:
+            agent.beat()
+        ops = service.client(OPERATOR_TOKEN)
+        created = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 3}).json()
+        plan = ops.get(f"/v1/plans/{created['id']}").json()["plan"]
+        moves = {(m["vm"], m["from"], m["to"]) for m in plan["migrations"]}
+        vm, source, target = sorted(moves)[0]
+        # Someone moves the VM by hand before the plan runs: define and start it on the
+        # target, remove it from the source (the test driver cannot migrate).
+        hosts = {a.config.host: a for a in team}
+        source_conn, target_conn = hosts[source]._conn, hosts[target]._conn
+        assert source_conn is not None and target_conn is not None
+        domain = source_conn.lookupByName(vm)
+        target_conn.defineXML(domain.XMLDesc(0)).create()
+        domain.destroy()
+        domain.undefine()
+        for agent in team:
+            agent.beat()
+        ops.post(f"/v1/plans/{created['id']}/approve")
+        ops.post(f"/v1/plans/{created['id']}/apply")
+
+        def settled() -> bool:
+            for agent in team:
+                agent.beat()
+                agent.wait_for_migrations(10)
+            return ops.get(f"/v1/plans/{created['id']}").json()["status"] != "running"
+
+        wait_for(settled, 60, "the plan to end")
+        events = [e["event"] for e in ops.get(f"/v1/plans/{created['id']}").json()["events"]]
+        assert f"{vm} already on {target}" in events
+        # The test driver's real migrations fail; the VM moved by hand is no migration of ours.
+        assert 'vmpack_migrations_total{outcome="succeeded"} 0.0' in ops.get("/metrics").text

@@ -211,8 +211,9 @@ class Executor:
         for move in decision.already_done:
             self.store.add_plan_event(plan_id, now, f"{move.vm} already on {move.target}")
             order_id = self.store.add_order(
-                plan_id, move.vm, move.source, move.target, now, {"move": move.index}
-            )
+                plan_id, move.vm, move.source, move.target, now,
+                {"move": move.index, "already_there": True},
+            )  # fmt: skip
             self.store.update_order(order_id, "succeeded", now, error="already there")
         for move, reason in decision.impossible:
             failures.append(reason)
@@ -255,7 +256,8 @@ class Executor:
             if order.status not in ("failed", "succeeded") or key in self._reported:
                 continue
             self._reported.add(key)
-            self.on_outcome(order.kind, order.status)
+            if not order.details.get("already_there"):  # nothing moved: not a migration
+                self.on_outcome(order.kind, order.status)
             if order.status == "failed":
                 found.append(f"{order.vm} {order.source}->{order.target}: {order.error}")
         return found
