@@ -49,10 +49,9 @@ def test_a_dead_host_is_fenced_then_its_guest_restarts_on_a_survivor(tmp_path: P
             return found["lab3"]
 
         wait_for(lambda: fencing_of_lab3() is not None, 30, "lab3 to be down and fenced")
-        assert fencing_of_lab3() == {
-            "host": "lab3", "status": "failed", "at": fencing_of_lab3()["at"],  # type: ignore[index]
-            "detail": "fencing command exited 1: BMC of lab3 unreachable",
-        }  # fmt: skip
+        record = fencing_of_lab3()
+        assert record is not None and record["status"] == "failed"
+        assert record["detail"] == "fencing command exited 1: BMC of lab3 unreachable"
         time.sleep(3)  # a retry fails too; d1 must stay down meanwhile
         assert "d1" not in cluster.where()
         metrics = ops.get("/metrics").text
