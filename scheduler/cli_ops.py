@@ -45,6 +45,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     maintenance.add_argument("host")
     maintenance.add_argument("--time-limit", type=float, default=30.0)
     maintenance.add_argument("--no-wait", action="store_true", help="do not follow the plan")
+    maintenance.add_argument("--ignore-ha", action="store_true",
+                             help="enter even if the HA reserve would break")  # fmt: skip
     _connection(maintenance)
     maintenance.set_defaults(run=run_maintenance)
     plans = sub.add_parser("plans", help="create, approve, apply, cancel and watch plans")
@@ -129,9 +131,13 @@ def run_maintenance(args: argparse.Namespace) -> int:
         raise OpsError(f"host: {args.host} is down; nothing can be migrated off it", 2)
     body = {"goal": "evacuate", "hosts": [args.host], "time_limit_s": args.time_limit}
     created = _call(client, "POST", "/v1/plans", json=body)
-    if created["not_placed"]:
-        for why in created["not_placed"].values():
-            print(f"cannot leave: {why}")
+    summary = created["summary"]
+    reasons = [f"cannot leave: {why}" for why in created["not_placed"].values()]
+    if summary["ha_reserve_held_before"] and not summary["ha_reserve_holds"] and not args.ignore_ha:
+        reasons.append(f"the HA reserve holds today and would not with {args.host} empty "
+                       "(free or add capacity first, or --ignore-ha)")  # fmt: skip
+    if reasons:
+        print("\n".join(reasons))
         _call(client, "POST", f"/v1/plans/{created['id']}/cancel")
         print(f"{args.host}: nothing moved, the host stays {states[args.host]}")
         return 1

@@ -65,6 +65,7 @@ class Outcome:
             "hosts_to_power_off": list(self.power.power_off),
             "hosts_kept_on_for_ha": list(self.power.kept_for_reserve),
             "ha_reserve_holds": self.power.reserve_holds,
+            "ha_reserve_held_before": self.power.reserve_held_before,
             "refused_for_ha": self.refused_for_ha,
         }
 

@@ -24,6 +24,7 @@ class PowerAdvice:
     power_off: tuple[str, ...]  # empty hosts that may go off
     kept_for_reserve: tuple[str, ...]  # empty hosts that must stay on for the HA reserve
     reserve_holds: bool  # False: even with every empty host on, the reserve does not hold
+    reserve_held_before: bool = True  # in the snapshot the plan starts from
 
 
 def power_advice(cluster: Cluster, placement: Mapping[str, str | None]) -> PowerAdvice:
@@ -31,6 +32,7 @@ def power_advice(cluster: Cluster, placement: Mapping[str, str | None]) -> Power
     empty = [h for h in cluster.hosts if h.accepts_vms and not residents.get(h.name)]
     if not cluster.policy.ha.required:
         return PowerAdvice(tuple(h.name for h in empty), (), True)
+    before = check_ha(cluster).satisfied
     largest = {r: max((h.capacity.get(r, 0) for h in cluster.hosts), default=0) or 1 for r in CORE}
     empty.sort(key=lambda h: (-sum(h.capacity.get(r, 0) / largest[r] for r in CORE), h.name))
     names = [h.name for h in empty]
@@ -40,7 +42,7 @@ def power_advice(cluster: Cluster, placement: Mapping[str, str | None]) -> Power
         return check_ha(_powered_off(target, names[kept_on:])).satisfied
 
     if not holds(len(names)):
-        return PowerAdvice((), tuple(names), False)
+        return PowerAdvice((), tuple(names), False, before)
     low, high = 0, len(names)  # the fewest hosts kept on lies in [low, high]
     while low < high:
         middle = (low + high) // 2
@@ -48,7 +50,7 @@ def power_advice(cluster: Cluster, placement: Mapping[str, str | None]) -> Power
             high = middle
         else:
             low = middle + 1
-    return PowerAdvice(tuple(sorted(names[low:])), tuple(sorted(names[:low])), True)
+    return PowerAdvice(tuple(sorted(names[low:])), tuple(sorted(names[:low])), True, before)
 
 
 def _powered_off(cluster: Cluster, hosts: list[str]) -> Cluster:

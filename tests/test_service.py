@@ -587,3 +587,29 @@ def test_a_vm_already_where_the_plan_sends_it_is_not_counted_as_a_migration(
         assert f"{vm} already on {target}" in events
         # The test driver's real migrations fail; the VM moved by hand is no migration of ours.
         assert 'vmpack_migrations_total{outcome="succeeded"} 0.0' in ops.get("/metrics").text
+
+
+def test_maintenance_refuses_to_break_the_ha_reserve(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    token = tmp_path / "operator.token"
+    token.write_text(OPERATOR_TOKEN + "\n")
+    # 16 GiB hosts with 6 GiB each: N+1 holds on three hosts, not on two.
+    three = [[Guest("a", 6144)], [Guest("b", 6144)], [Guest("c", 6144)]]
+    with running_service(tmp_path / "vmpack.db", policy=Policy(ha=HaPolicy(1))) as service:
+        for agent in agents_for(tmp_path, service, three, memory_gib=16):
+            agent.beat()
+        base = [sys.executable, "-m", "scheduler.cli", "maintenance", "enter", "kvm-01",
+                "--scheduler", service.url, "--token-file", str(token), "--time-limit", "5"]  # fmt: skip
+        run = subprocess.run(base, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 1, run.stderr
+        assert "the HA reserve holds today and would not with kvm-01 empty" in run.stdout
+        assert hosts_by_name(service)["kvm-01"]["state"] == "up" and service.store.orders() == []
+        forced = subprocess.run(
+            [*base, "--ignore-ha", "--no-wait"], capture_output=True, text=True, timeout=120
+        )
+        assert (
+            forced.returncode == 0
+            and "kvm-01: maintenance; plan 2 moves 1 VMs off" in forced.stdout
+        )
