@@ -38,6 +38,30 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     serve.add_argument("--fence-command", default="", metavar="COMMAND",
                        help="powers a down host off; {host} is its name")  # fmt: skip
     serve.add_argument("--fence-timeout", type=float, default=60.0, metavar="SECONDS")
+    serve.add_argument(
+        "--automation",
+        choices=["recommend", "approve", "automatic"],
+        default="approve",
+        help="who carries plans out (default: an operator)",
+    )
+    serve.add_argument(
+        "--consolidate-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="propose (or, automatic, run) a consolidation this often; 0: never",
+    )
+    serve.add_argument("--min-hosts-saved", type=int, default=1)
+    serve.add_argument("--max-moves-per-hour", type=int, default=200)
+    serve.add_argument(
+        "--vm-cooldown",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="a VM moved automatically stays put this long",
+    )
+    serve.add_argument("--on-failure", choices=["stop", "continue", "replan"], default="stop",
+                       help="after a failed migration: stop, carry on, or re-plan")  # fmt: skip
     serve.set_defaults(run=run_serve)
 
     agent = sub.add_parser("agent", help="run the host agent")
@@ -63,8 +87,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from scheduler.autopilot import AutomationPolicy
     from scheduler.service.api import ServiceConfig, create_app
     from scheduler.service.auth import Tokens
+    from scheduler.service.executor import ExecutionPolicy
     from scheduler.service.failover_watch import FencingPolicy
     from scheduler.service.liveness import Heartbeat
     from scheduler.service.server import Listen, make_server
@@ -92,14 +118,20 @@ def run_serve(args: argparse.Namespace) -> int:
         fence = tuple(shlex.split(args.fence_command))
     except ValueError as exc:
         raise LiveInputError(f"--fence-command: {exc}") from None
+    automation = AutomationPolicy(
+        args.automation, args.consolidate_every, args.min_hosts_saved,
+        args.max_moves_per_hour, args.vm_cooldown,
+    )  # fmt: skip
     config = ServiceConfig(
-        tokens, heartbeat, policy, fencing=FencingPolicy(fence, args.fence_timeout)
-    )
+        tokens, heartbeat, policy, fencing=FencingPolicy(fence, args.fence_timeout),
+        execution=ExecutionPolicy(on_failure=args.on_failure), automation=automation,
+    )  # fmt: skip
     app = create_app(config, SqliteStore(args.db))
     try:
         make_server(app, listen).run()
     finally:
         app.state.failover.stop()
+        app.state.autopilot.stop()
         app.state.executor.shutdown()  # running plans stay "running" and resume at next start
     return 0
 

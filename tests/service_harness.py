@@ -11,9 +11,11 @@ from pathlib import Path
 
 import httpx
 
+from scheduler.autopilot import AutomationPolicy
 from scheduler.model import Limits, Policy
 from scheduler.service.api import ServiceConfig, create_app
 from scheduler.service.auth import Tokens
+from scheduler.service.autopilot_loop import Autopilot
 from scheduler.service.executor import ExecutionPolicy
 from scheduler.service.failover_watch import FailoverWatch, FencingPolicy
 from scheduler.service.liveness import Heartbeat
@@ -39,6 +41,7 @@ class Service:
     clock: Clock
     store: SqliteStore
     failover: FailoverWatch  # tests with a clock they move call ``tick()`` themselves
+    autopilot: Autopilot
 
     def client(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -63,6 +66,7 @@ def running_service(
     heartbeat: Heartbeat | None = None,
     fencing: FencingPolicy | None = None,
     failover_tick_s: float = 0.2,
+    automation: AutomationPolicy | None = None,
 ) -> Iterator[Service]:
     clock = clock or Clock()
     store = SqliteStore(db)
@@ -76,6 +80,7 @@ def running_service(
         policy=policy or Policy(),
         fencing=fencing or FencingPolicy(),
         failover_tick_s=failover_tick_s,
+        automation=automation or AutomationPolicy(),
     )
     port = port or free_port()
     app = create_app(config, store)
@@ -84,11 +89,12 @@ def running_service(
     thread = serve_in_thread(server)
     try:
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-        yield Service(url, clock, store, app.state.failover)
+        yield Service(url, clock, store, app.state.failover, app.state.autopilot)
     finally:
         server.should_exit = True
         thread.join(10)
         app.state.failover.stop()
+        app.state.autopilot.stop()
         app.state.executor.shutdown()
         app.state.executor.shutdown()
         store.close()

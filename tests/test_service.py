@@ -10,6 +10,7 @@ import pytest
 
 from agents.agent import Agent, AgentConfig
 from agents.libvirt_probe import probe
+from scheduler.autopilot import AutomationPolicy
 from scheduler.check import check_plan
 from scheduler.engine import plan_from_json
 from scheduler.model import HaPolicy, Policy
@@ -613,3 +614,71 @@ def test_maintenance_refuses_to_break_the_ha_reserve(tmp_path: Path) -> None:
             forced.returncode == 0
             and "kvm-01: maintenance; plan 2 moves 1 VMs off" in forced.stdout
         )
+
+
+def test_automation_levels(tmp_path: Path) -> None:
+    every_10_min = AutomationPolicy("automatic", interval_s=600)
+    with running_service(
+        tmp_path / "a.db", automation=every_10_min, failover_tick_s=3600
+    ) as service:
+        for agent in agents_for(tmp_path, service):
+            agent.beat()
+        plan_id = service.autopilot.tick()
+        assert plan_id is not None
+        events = [e for _, e in service.store.plan_events(plan_id)]
+        assert events[:3] == ["proposed", "approved automatically", "applied automatically"]
+        assert service.store.plan(plan_id).document["by"] == "autopilot"  # type: ignore[union-attr]
+        assert service.autopilot.tick() is None  # not again before the interval
+    recommend = AutomationPolicy("recommend", interval_s=600)
+    with running_service(tmp_path / "r.db", automation=recommend, failover_tick_s=3600) as service:
+        for agent in agents_for(tmp_path, service):
+            agent.beat()
+        first = service.autopilot.tick()
+        assert first is not None and service.store.plan(first).status == "proposed"  # type: ignore[union-attr]
+        ops = service.client(OPERATOR_TOKEN)
+        ops.post(f"/v1/plans/{first}/approve")
+        refused = ops.post(f"/v1/plans/{first}/apply")
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "automation: level recommend: plans are not carried out"
+        service.clock.now += 700
+        for agent in agents_for(tmp_path, service):
+            agent.beat()
+        assert service.autopilot.tick() is not None
+        statuses = {p.id: p.status for p in service.store.plans()}
+        assert statuses[first] == "approved"  # an operator's approval is not superseded
+
+
+def test_a_failed_plan_is_replanned_holding_the_failed_vm(tmp_path: Path) -> None:
+    from scheduler.model import Limits
+    from scheduler.service.executor import ExecutionPolicy
+
+    replan = ExecutionPolicy(on_failure="replan", tick_s=0.1)
+    one_at_a_time = Limits(max_parallel=1, max_parallel_per_host=1)
+    with running_service(tmp_path / "vmpack.db", execution=replan, limits=one_at_a_time) as service:
+        team = agents_for(tmp_path, service)  # the test driver cannot migrate: every move fails
+        for agent in team:
+            agent.beat()
+        ops = service.client(OPERATOR_TOKEN)
+        plan_id = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 3}).json()[
+            "id"
+        ]
+        ops.post(f"/v1/plans/{plan_id}/approve")
+        ops.post(f"/v1/plans/{plan_id}/apply")
+
+        def chain_ended() -> bool:
+            for agent in team:
+                agent.beat()
+                agent.wait_for_migrations(10)
+            return all(p.status != "running" for p in service.store.plans())
+
+        wait_for(chain_ended, 60, "the re-planned chain to end")
+        plans = service.store.plans()
+        assert len(plans) >= 2 and all(p.status == "failed" for p in plans)
+        first_failed = next(
+            o.vm for o in service.store.orders(plan_id=plans[0].id) if o.status == "failed"
+        )
+        second = plans[1].document
+        assert second["replan_of"] == plans[0].id and first_failed in second["held"]
+        assert first_failed not in {m["vm"] for m in second["migrations"]}
+        events = [e for _, e in service.store.plan_events(plans[0].id)]
+        assert f"re-planned as plan {plans[1].id}" in events

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 
 from agents.libvirt_probe import HostReport
+from scheduler.autopilot import AutomationPolicy
 from scheduler.engine import decide_plan, plan_to_json
 from scheduler.explain import why_not_placed
 from scheduler.ha import admit_within_reserve, check_ha
@@ -42,6 +43,7 @@ from scheduler.service.api_models import (
     ReportIn,
 )
 from scheduler.service.auth import Principal, Role, Tokens, requires
+from scheduler.service.autopilot_loop import Autopilot
 from scheduler.service.executor import ExecutionPolicy, Executor
 from scheduler.service.failover_watch import FailoverWatch, FencingPolicy
 from scheduler.service.inventory import snapshot
@@ -69,6 +71,7 @@ class ServiceConfig:
     clock: Callable[[], float] = time.time
     execution: ExecutionPolicy = field(default_factory=ExecutionPolicy)
     fencing: FencingPolicy = field(default_factory=FencingPolicy)
+    automation: AutomationPolicy = field(default_factory=AutomationPolicy)
     failover_tick_s: float = 1.0
 
 
@@ -133,6 +136,17 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
     )  # fmt: skip
     app.state.failover = failover
     failover.start(config.failover_tick_s)
+    autopilot = Autopilot(
+        store, lambda: current()[0], config.clock, config.automation, executor.start,
+        lambda goal, outcome: metrics.plan_decided(
+            goal, outcome.decision.seconds, outcome.summary()["gap"],
+            outcome.decision.status is SolveStatus.OPTIMAL,
+        ),
+        SearchOptions(SolverSettings(30.0, config.solver_workers)),
+    )  # fmt: skip
+    executor.replan = autopilot.replan
+    app.state.autopilot = autopilot
+    autopilot.start(config.failover_tick_s)
     app.middleware("http")(_limit_body)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(HTTPException)(_http_error)
@@ -263,6 +277,8 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         if record.status == "running":  # the executor stops it and records the outcome
             executor.cancel(plan_id)
             return {"id": plan_id, "status": "cancelling"}
+        if action == "apply" and config.automation.level == "recommend":
+            raise HTTPException(409, "automation: level recommend: plans are not carried out")
         store.set_plan_status(plan_id, target, at=config.clock(), event=target)
         if action == "apply":
             executor.start(plan_id)

@@ -39,7 +39,9 @@ class PlannedMove:
 
 @dataclass(frozen=True)
 class ExecutionPolicy:
-    on_failure: str = "stop"  # "stop": no new migrations after a failure; "continue"
+    # "stop": no new migrations after a failure; "continue"; "replan": stop, then decide the
+    # goal again from where the VMs are, holding the VMs that failed in place
+    on_failure: str = "stop"
     bandwidth_mib_s: int = 0
     migration_timeout_s: float = 300.0
     order_timeout_s: float = 600.0  # an order no agent picked up or finished in this time fails
@@ -130,6 +132,8 @@ class Executor:
         self._cancel: dict[int, threading.Event] = {}
         self._threads: dict[int, threading.Thread] = {}
         self._reported: set[tuple[int, str]] = set()  # order outcomes already counted
+        # Set by the service: decide a failed plan's goal again (the ``replan`` policy).
+        self.replan: Callable[[int, list[str]], object] = lambda _plan, _failed: None
         self._stopping = threading.Event()  # the service is going away: plans stay "running"
 
     def start(self, plan_id: int) -> None:
@@ -184,7 +188,7 @@ class Executor:
             by_move = {int(o.details.get("move", -1)): o for o in orders}
             failures += self._new_failures(plan_id, orders)
             in_flight = [moves[i] for i, o in by_move.items() if o.status in OPEN_ORDERS]
-            stopped = cancel.is_set() or (failures and on_failure == "stop")
+            stopped = cancel.is_set() or (failures and on_failure in ("stop", "replan"))
             remaining = [m for m in moves if m.index not in by_move]  # failed moves are not retried
             if stopped:
                 why = "cancelled" if cancel.is_set() else "plan stopped after a failure"
@@ -192,6 +196,9 @@ class Executor:
                 if not in_flight or cancel.is_set():
                     status = "cancelled" if cancel.is_set() else "failed"
                     self._finish(plan_id, status, "; ".join(failures) or "cancelled by an operator")
+                    if status == "failed" and on_failure == "replan":
+                        failed = self.store.orders(plan_id=plan_id)
+                        self.replan(plan_id, sorted({o.vm for o in failed if o.status == "failed"}))
                     return
             elif not remaining and not in_flight:
                 why = "; ".join(failures) or "all moves done"

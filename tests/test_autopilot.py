@@ -1,0 +1,49 @@
+"""Automatic consolidation: worth it or not, within budget, and no ping-pong."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from scheduler.autopilot import AutomationPolicy, consider, held_in_place
+from scheduler.check import check_plan
+from scheduler.scenario import load_scenario
+from tests.conftest import ROOT
+from tests.test_properties import FAST
+
+WEB = load_scenario(ROOT / "scenarios" / "web-tier-consolidation.yaml").cluster
+AUTO = AutomationPolicy("automatic", interval_s=600)
+
+
+def migrated(outcome: object) -> set[str]:
+    return {m.vm for m in outcome.plan.moves if m.kind == "migrate"}  # type: ignore[attr-defined]
+
+
+def test_a_consolidation_worth_doing_is_proposed_and_checks() -> None:
+    outcome = consider(WEB, AUTO, 0, (), FAST)
+    assert outcome is not None
+    assert outcome.after.active_hosts < outcome.before.active_hosts
+    assert check_plan(outcome.cluster, outcome.plan) == []
+
+
+def test_hysteresis_not_worth_it_and_no_ping_pong() -> None:
+    assert consider(WEB, replace(AUTO, min_hosts_saved=100), 0, (), FAST) is None
+    first = consider(WEB, AUTO, 0, (), FAST)
+    assert first is not None
+    placement = first.decision.placement
+    after = WEB.replace_vms(replace(v, host=placement[v.name]) for v in WEB.vms)
+    assert consider(after, AUTO, 0, migrated(first), FAST) is None  # nothing left to gain
+
+
+def test_the_hourly_move_budget_and_the_cooldown_hold() -> None:
+    budgeted = consider(WEB, replace(AUTO, max_moves_per_hour=50), 40, (), FAST)
+    assert budgeted is None or budgeted.after.moves <= 10
+    assert consider(WEB, replace(AUTO, max_moves_per_hour=50), 50, (), FAST) is None
+    cooling = {v.name for v in WEB.vms if v.host in ("kvm-12", "kvm-13")}
+    outcome = consider(WEB, AUTO, 0, cooling, FAST)
+    assert outcome is not None and not migrated(outcome) & cooling
+
+
+def test_held_in_place_pins_each_vm_to_its_host() -> None:
+    held = held_in_place(WEB, ["web-01"])
+    pin = held.rules[-1]
+    assert (pin.kind, pin.vms, pin.hosts) == ("pin", ("web-01",), (WEB.vm_by_name["web-01"].host,))  # type: ignore[attr-defined]
