@@ -3,6 +3,7 @@ reading libvirt's test driver."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,27 @@ def agents_for(
         config = AgentConfig(f"kvm-0{i}", uri, service.url, AGENT_TOKEN, labels={"rack": "r1"})
         agents.append(Agent(config, connect=lambda _uri, c=conn: c))
     return agents
+
+
+def apply_consolidation(service: Service) -> int:
+    """An operator creates a consolidation plan, approves and applies it."""
+    ops = service.client(OPERATOR_TOKEN)
+    created = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 3}).json()
+    ops.post(f"/v1/plans/{created['id']}/approve")
+    ops.post(f"/v1/plans/{created['id']}/apply")
+    return int(created["id"])
+
+
+def settle(team: list[Agent], done: Callable[[], bool], what: str) -> None:
+    """Let the agents report and carry out their orders until ``done``."""
+
+    def step() -> bool:
+        for agent in team:
+            agent.beat()
+            agent.wait_for_migrations(10)
+        return done()
+
+    wait_for(step, 60, what)
 
 
 def test_agents_report_and_operator_plans(tmp_path: Path) -> None:
@@ -348,19 +370,10 @@ def test_failed_migrations_stop_or_continue_the_plan(
         for agent in team:
             agent.beat()
         ops = service.client(OPERATOR_TOKEN)
-        plan_id = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 3}).json()[
-            "id"
-        ]
-        ops.post(f"/v1/plans/{plan_id}/approve")
-        ops.post(f"/v1/plans/{plan_id}/apply")
-
-        def settled() -> bool:
-            for agent in team:
-                agent.beat()
-                agent.wait_for_migrations(10)
-            return ops.get(f"/v1/plans/{plan_id}").json()["status"] != "running"
-
-        wait_for(settled, 60, "the plan to end")
+        plan_id = apply_consolidation(service)
+        settle(
+            team, lambda: ops.get(f"/v1/plans/{plan_id}").json()["status"] != "running", "the plan"
+        )
         plan = ops.get(f"/v1/plans/{plan_id}").json()
         assert plan["status"] == "failed"
         orders = plan["orders"]
@@ -576,14 +589,11 @@ def test_a_vm_already_where_the_plan_sends_it_is_not_counted_as_a_migration(
             agent.beat()
         ops.post(f"/v1/plans/{created['id']}/approve")
         ops.post(f"/v1/plans/{created['id']}/apply")
-
-        def settled() -> bool:
-            for agent in team:
-                agent.beat()
-                agent.wait_for_migrations(10)
-            return ops.get(f"/v1/plans/{created['id']}").json()["status"] != "running"
-
-        wait_for(settled, 60, "the plan to end")
+        settle(
+            team,
+            lambda: ops.get(f"/v1/plans/{created['id']}").json()["status"] != "running",
+            "the plan",
+        )
         events = [e["event"] for e in ops.get(f"/v1/plans/{created['id']}").json()["events"]]
         assert f"{vm} already on {target}" in events
         # The test driver's real migrations fail; the VM moved by hand is no migration of ours.
@@ -658,20 +668,8 @@ def test_a_failed_plan_is_replanned_holding_the_failed_vm(tmp_path: Path) -> Non
         team = agents_for(tmp_path, service)  # the test driver cannot migrate: every move fails
         for agent in team:
             agent.beat()
-        ops = service.client(OPERATOR_TOKEN)
-        plan_id = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 3}).json()[
-            "id"
-        ]
-        ops.post(f"/v1/plans/{plan_id}/approve")
-        ops.post(f"/v1/plans/{plan_id}/apply")
-
-        def chain_ended() -> bool:
-            for agent in team:
-                agent.beat()
-                agent.wait_for_migrations(10)
-            return all(p.status != "running" for p in service.store.plans())
-
-        wait_for(chain_ended, 60, "the re-planned chain to end")
+        apply_consolidation(service)
+        settle(team, lambda: all(p.status != "running" for p in service.store.plans()), "the chain")
         plans = service.store.plans()
         assert len(plans) >= 2 and all(p.status == "failed" for p in plans)
         first_failed = next(

@@ -13,8 +13,6 @@ most ``MAX_REPLANS`` times in a row.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,9 +20,9 @@ from scheduler.autopilot import AutomationPolicy, consider, held_in_place
 from scheduler.engine import Outcome, decide_plan, plan_to_json
 from scheduler.model import Cluster, Goal
 from scheduler.service.store import OrderRecord, Store
+from scheduler.service.ticker import Ticker
 from scheduler.solver.search import SearchOptions
 
-log = logging.getLogger("vmpack.autopilot")
 MAX_REPLANS = 3
 HOUR_S = 3600.0
 
@@ -43,27 +41,14 @@ class Autopilot:
         self.store, self.snapshot, self.clock, self.policy = store, snapshot, clock, policy
         self.start_plan, self.on_decided, self.options = start_plan, on_decided, options
         self._last: float | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("autopilot", self.tick)
 
     def start(self, tick_s: float) -> None:
-        if self.policy.interval_s <= 0:
-            return  # no periodic consolidation: nothing to run
-        self._thread = threading.Thread(target=self._run, args=(tick_s,), daemon=True,
-                                        name="autopilot")  # fmt: skip
-        self._thread.start()
+        if self.policy.interval_s > 0:  # else no periodic consolidation: nothing to run
+            self._ticker.start(tick_s)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-
-    def _run(self, tick_s: float) -> None:
-        while not self._stop.wait(tick_s):
-            try:
-                self.tick()
-            except Exception:  # a bad tick must not end automation
-                log.exception("autopilot tick")
+        self._ticker.stop()
 
     def tick(self) -> int | None:
         """The id of the plan created now, if any."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from scheduler.engine import plan_to_json
 from scheduler.failover import Failover, decide_failover
 from scheduler.model import Cluster, HostState
 from scheduler.service.store import Fencing, Store
+from scheduler.service.ticker import Ticker
 from scheduler.service.watch import fingerprint
 from scheduler.solver.search import SearchOptions
 
@@ -72,26 +72,14 @@ class FailoverWatch:
     ) -> None:
         self.store, self.snapshot, self.clock, self.policy = store, snapshot, clock, policy
         self.start_plan, self.on_fencing, self.options = start_plan, on_fencing, options
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("failover", self.tick)
         self._last_attempt: tuple[Hashable, float] | None = None
 
     def start(self, tick_s: float) -> None:
-        self._thread = threading.Thread(target=self._run, args=(tick_s,), daemon=True,
-                                        name="failover")  # fmt: skip
-        self._thread.start()
+        self._ticker.start(tick_s)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-
-    def _run(self, tick_s: float) -> None:
-        while not self._stop.wait(tick_s):
-            try:
-                self.tick()
-            except Exception:  # a bad tick must not end failover handling
-                log.exception("failover tick")
+        self._ticker.stop()
 
     def tick(self) -> None:
         cluster = self.snapshot()
