@@ -98,6 +98,14 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         inventory = snapshot([r for r, _ in reports], states, config.policy, limits=config.limits)
         return inventory.cluster, ages
 
+    def down_hosts() -> set[str]:
+        """Cheap: from report times alone (the failover watch asks every second)."""
+        now = config.clock()
+        return {
+            host for host, at in store.report_times().items()
+            if config.heartbeat.state(HostState.UP, max(at, started_at), now) is HostState.DOWN
+        }  # fmt: skip
+
     ha_reports = LastValue(check_ha)
 
     def view() -> ClusterView:
@@ -130,7 +138,7 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
     app.state.executor = executor
     executor.resume()
     failover = FailoverWatch(
-        store, lambda: current()[0], config.clock, config.fencing, executor.start,
+        store, lambda: current()[0], down_hosts, config.clock, config.fencing, executor.start,
         lambda outcome: metrics.fencing.labels(outcome).inc(),
         SearchOptions(SolverSettings(10.0, config.solver_workers)),
     )  # fmt: skip

@@ -64,6 +64,7 @@ class FailoverWatch:
         self,
         store: Store,
         snapshot: Callable[[], Cluster],
+        down_hosts: Callable[[], set[str]],
         clock: Callable[[], float],
         policy: FencingPolicy,
         start_plan: Callable[[int], None],
@@ -71,6 +72,7 @@ class FailoverWatch:
         options: SearchOptions,
     ) -> None:
         self.store, self.snapshot, self.clock, self.policy = store, snapshot, clock, policy
+        self.down_hosts = down_hosts
         self.start_plan, self.on_fencing, self.options = start_plan, on_fencing, options
         self._ticker = Ticker("failover", self.tick)
         self._last_attempt: tuple[Hashable, float] | None = None
@@ -82,6 +84,8 @@ class FailoverWatch:
         self._ticker.stop()
 
     def tick(self) -> None:
+        if not self.down_hosts() and not self.store.fencing():
+            return  # the usual case, and cheap: the snapshot is built only when needed
         cluster = self.snapshot()
         down = {h.name for h in cluster.hosts if h.state is HostState.DOWN}
         for host in set(self.store.fencing()) - down:

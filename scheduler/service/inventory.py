@@ -77,6 +77,8 @@ def _host(report: HostReport, state: HostState, policy: Policy) -> Host:
 def _where(
     vm: str, copies: list[tuple[str, DomainReport]], states: Mapping[str, HostState]
 ) -> tuple[str, DomainReport, str]:
+    if len(copies) == 1:  # the common case, kept cheap: 10,000 VMs per snapshot
+        return copies[0][0], copies[0][1], ""
     # The last report of a host that is down is history: a VM restarted elsewhere since
     # shows there too, and the live copy is where it is.
     live = [(h, d) for h, d in copies if states.get(h, HostState.UP) is not HostState.DOWN]

@@ -117,6 +117,7 @@ class Store(Protocol):
     def reports(self) -> list[tuple[HostReport, float]]: ...
     def set_host_state(self, host: str, state: HostState) -> None: ...
     def host_states(self) -> dict[str, HostState]: ...
+    def report_times(self) -> dict[str, float]: ...
     def add_plan(self, goal: str, document: dict[str, Any], at: float) -> int: ...
     def plan(self, plan_id: int) -> PlanRecord | None: ...
     def plans(self) -> list[PlanRecord]: ...
@@ -142,6 +143,7 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._parsed: dict[str, tuple[str, HostReport]] = {}  # host -> (its JSON, parsed)
 
     def close(self) -> None:
         self._db.close()
@@ -199,9 +201,16 @@ class SqliteStore:
 
     def reports(self) -> list[tuple[HostReport, float]]:
         rows = self._db.execute(
-            "SELECT report, reported_at FROM hosts WHERE report IS NOT NULL ORDER BY name"
+            "SELECT name, report, reported_at FROM hosts WHERE report IS NOT NULL ORDER BY name"
         ).fetchall()
-        return [(HostReport.from_json(json.loads(r)), at) for r, at in rows]
+        found = []
+        for name, text, at in rows:
+            cached = self._parsed.get(name)
+            if cached is None or cached[0] != text:  # parse each report once, not at every read
+                cached = (text, HostReport.from_json(json.loads(text)))
+                self._parsed[name] = cached
+            found.append((cached[1], float(at)))
+        return found
 
     def set_host_state(self, host: str, state: HostState) -> None:
         with self._transaction() as db:
@@ -214,6 +223,13 @@ class SqliteStore:
     def host_states(self) -> dict[str, HostState]:
         rows = self._db.execute("SELECT name, state FROM hosts").fetchall()
         return {name: HostState(state) for name, state in rows}
+
+    def report_times(self) -> dict[str, float]:
+        """When each host last reported: liveness without reading the reports."""
+        rows = self._db.execute(
+            "SELECT name, reported_at FROM hosts WHERE reported_at IS NOT NULL"
+        ).fetchall()
+        return {name: float(at) for name, at in rows}
 
     def add_plan(self, goal: str, document: dict[str, Any], at: float) -> int:
         with self._transaction() as db:
