@@ -24,7 +24,7 @@ import httpx
 import libvirt
 
 from agents.libvirt_probe import HostReport, probe
-from agents.migrate import MigrationOrder, migrate
+from agents.migrate import MigrationOrder, Progress, migrate
 from agents.restart import restart
 
 log = logging.getLogger("vmpack.agent")
@@ -147,6 +147,8 @@ class Agent:
                 str(order.get("migration_address") or "") or None,
             ),
             cancel=cancel,
+            on_progress=lambda p: self._post_order(order_id, {"status": "running",
+                                                               "progress_pct": _percent(p)}),
         )  # fmt: skip
         state = "succeeded" if result.ok else "failed"
         outcome = {
@@ -256,3 +258,9 @@ class Agent:
 
 def _digest(definition: str) -> str:
     return hashlib.sha256(definition.encode()).hexdigest()
+
+
+def _percent(progress: Progress) -> float:
+    """How far the memory copy is; the remaining amount can grow back as pages get dirty."""
+    done, left = progress.data_processed_bytes, progress.data_remaining_bytes
+    return round(100.0 * done / (done + left), 1) if done + left else 0.0

@@ -193,6 +193,8 @@ def _show(plan: dict[str, Any]) -> None:
     print(f"plan {plan['id']} ({plan['goal']}): {plan['status']}")
     for order in plan["orders"]:
         extra = f" {order['error']}" if order["error"] else ""
+        if order["status"] == "running" and order.get("progress_pct") is not None:
+            extra += f" {order['progress_pct']:.0f} % copied"
         print(f"  {order['vm']} {order['from']} -> {order['to']}: {order['status']}{extra}")
     for event in plan["events"][-5:]:
         print(f"  event: {event['event']}")

@@ -101,6 +101,9 @@ def test_destination_dies_mid_migration_vm_stays_on_source(tmp_path: Path) -> No
         ops = service.client(OPERATOR_TOKEN)
         plan_id, order = start_one_migration(service)
         time.sleep(8.0)  # past the set-up: the memory copy is under way
+        copying = service.store.order(order.id)
+        assert copying is not None and copying.progress_pct is not None  # from the libvirt job
+        assert 0 < copying.progress_pct < 100
         destination = next(h for h in cluster.hosts if h.name == order.target)
         stop(destination)  # the destination host dies: its libvirtd and its QEMU processes
         assert finished_plan(service, plan_id)["status"] == "failed"

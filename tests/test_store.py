@@ -55,3 +55,21 @@ def test_bad_changes_are_refused_and_change_nothing(tmp_path: Path) -> None:
     assert store.plan(plan_id).status == "proposed"  # type: ignore[union-attr]
     assert store.plan_events(plan_id) == [(1.0, "proposed")]
     assert store.plan_events(99) == []
+
+
+def test_a_store_from_before_progress_was_kept_gains_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from scheduler.service.store import SCHEMA
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA.replace(",\n    progress_pct REAL", ""))
+    old.close()
+    store = SqliteStore(path)
+    plan = store.add_plan("consolidate", {}, at=1.0)
+    order = store.add_order(plan, "v", "a", "b", 1.0, {})
+    assert store.update_order(order, "running", 2.0, progress_pct=42.5).progress_pct == 42.5
+    with pytest.raises(ValueError, match="already succeeded"):
+        store.update_order(order, "succeeded", 3.0)
+        store.update_order(order, "running", 4.0, progress_pct=50.0)

@@ -265,7 +265,8 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         events = [{"at": at, "event": e} for at, e in store.plan_events(plan_id)]
         orders = [
             {"id": o.id, "vm": o.vm, "from": o.source, "to": o.target, "status": o.status,
-             "error": o.error, "seconds": o.seconds, "downtime_ms": o.downtime_ms}
+             "error": o.error, "seconds": o.seconds, "downtime_ms": o.downtime_ms,
+             "progress_pct": o.progress_pct}
             for o in store.orders(plan_id=plan_id)
         ]  # fmt: skip
         return {"id": record.id, "goal": record.goal, "status": record.status, "events": events,

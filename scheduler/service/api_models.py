@@ -49,6 +49,7 @@ class OrderUpdateIn(Strict):
     error: Annotated[str, Field(max_length=4096)] = ""
     downtime_ms: Annotated[int, Field(ge=0)] | None = None
     seconds: Annotated[float, Field(ge=0)] | None = None
+    progress_pct: Annotated[float, Field(ge=0, le=100)] | None = None
 
 
 class HostStateIn(Strict):

@@ -195,10 +195,10 @@ class Executor:
                 self._cancel_open(orders, why, abort_running=cancel.is_set())
                 if not in_flight or cancel.is_set():
                     status = "cancelled" if cancel.is_set() else "failed"
-                    self._finish(plan_id, status, "; ".join(failures) or "cancelled by an operator")
-                    if status == "failed" and on_failure == "replan":
-                        failed = self.store.orders(plan_id=plan_id)
+                    if status == "failed" and on_failure == "replan":  # the next plan first:
+                        failed = self.store.orders(plan_id=plan_id)  # never a gap with none
                         self.replan(plan_id, sorted({o.vm for o in failed if o.status == "failed"}))
+                    self._finish(plan_id, status, "; ".join(failures) or "cancelled by an operator")
                     return
             elif not remaining and not in_flight:
                 why = "; ".join(failures) or "all moves done"

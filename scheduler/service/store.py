@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS orders (
     downtime_ms INTEGER,
     seconds REAL,
     updated_at REAL NOT NULL,
-    details TEXT NOT NULL DEFAULT '{}'
+    details TEXT NOT NULL DEFAULT '{}',
+    progress_pct REAL
 );
 CREATE TABLE IF NOT EXISTS definitions (
     vm TEXT PRIMARY KEY,
@@ -83,6 +84,7 @@ class OrderRecord:
     seconds: float | None
     updated_at: float
     details: dict[str, Any]
+    progress_pct: float | None = None  # of the memory copy, from the libvirt job
 
     @property
     def kind(self) -> str:
@@ -143,6 +145,9 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(orders)")}
+        if "progress_pct" not in columns:  # a store written before progress was kept
+            self._db.execute("ALTER TABLE orders ADD COLUMN progress_pct REAL")
         self._parsed: dict[str, tuple[str, HostReport]] = {}  # host -> (its JSON, parsed)
 
     def close(self) -> None:
@@ -313,7 +318,7 @@ class SqliteStore:
         """Move an order on; a finished order (succeeded, failed, cancelled) never changes."""
         if status not in ORDER_STATUSES:
             raise ValueError(f"status: unknown order status '{status}'")
-        allowed = {"error", "downtime_ms", "seconds"}
+        allowed = {"error", "downtime_ms", "seconds", "progress_pct"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"{sorted(unknown)[0]}: not a field of an order")
@@ -337,16 +342,17 @@ class SqliteStore:
 
 
 ORDER_COLUMNS = (
-    "id, plan_id, vm, source, target, status, error, downtime_ms, seconds, updated_at, details"
+    "id, plan_id, vm, source, target, status, error, downtime_ms, seconds, updated_at, details, "
+    "progress_pct"
 )
 
 
 def _order(row: tuple[Any, ...]) -> OrderRecord:
-    order_id, plan_id, vm, source, target, status, error, downtime, seconds, at, details = row
+    order_id, plan_id, vm, source, target, status, error, downtime, seconds, at, details, pct = row
     return OrderRecord(
         int(order_id), int(plan_id), vm, source, target, status, error,
         None if downtime is None else int(downtime), None if seconds is None else float(seconds),
-        float(at), json.loads(details),
+        float(at), json.loads(details), None if pct is None else float(pct),
     )  # fmt: skip
 
 
