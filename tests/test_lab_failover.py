@@ -40,9 +40,9 @@ def test_a_dead_host_is_fenced_then_its_guest_restarts_on_a_survivor(tmp_path: P
         ops = service.client(OPERATOR_TOKEN)
         wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 3, 30, "reports")
         dead = cluster.hosts[2]
-        kill_guests(dead)  # the host dies: its guests, then its libvirtd
-        stop(dead)
         died_at = time.time()
+        kill_guests(dead)  # the host dies: its guests, then its libvirtd (which takes seconds)
+        stop(dead)
 
         def fencing_of_lab3() -> dict[str, str] | None:
             found = {h["name"]: h["fencing"] for h in ops.get("/v1/hosts").json()}
