@@ -37,7 +37,7 @@ def consolidated(hosts: int, vms: int, time_limit: float) -> Cluster:
     placement = outcome.decision.placement
     print(f"consolidated {hosts} hosts / {vms} VMs to {outcome.after.active_hosts} active hosts "
           f"in {time.monotonic() - started:.0f} s")  # fmt: skip
-    return cluster.replace_vms(replace(v, host=placement[v.name]) for v in cluster.vms)
+    return cluster.moved_to(placement)
 
 
 def options(time_limit: float) -> SearchOptions:

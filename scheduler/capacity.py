@@ -12,7 +12,7 @@ engine, then measure what is left.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from scheduler.engine import Outcome, decide_plan
@@ -50,9 +50,7 @@ class Answer:
 def answer(cluster: Cluster, options: SearchOptions) -> Answer:
     outcome = decide_plan(cluster, Goal.CONSOLIDATE, (), options)
     placement = outcome.decision.placement
-    target = outcome.cluster.replace_vms(
-        replace(v, host=placement.get(v.name)) for v in outcome.cluster.vms
-    )
+    target = outcome.cluster.moved_to(placement)
     off = set(outcome.power.power_off)
     on = tuple(h.name for h in target.hosts if h.accepts_vms and h.name not in off)
     policy = cluster.policy.ha if cluster.policy.ha.required else HaPolicy(1)

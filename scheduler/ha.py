@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -163,12 +163,12 @@ def admit_within_reserve(
     size = size_key(Packer(cluster, cluster.current_placement))
     new.sort(key=lambda vm: (cluster.vm_by_name[vm].priority, -size(vm), vm))
     refused: dict[str, str] = {}
-    already = check_ha(_placed(cluster, {vm: None for vm in new})).worst
+    already = check_ha(cluster.moved_to({vm: None for vm in new})).worst
     if already is not None and already.stranded:  # broken before any new VM: admit none
         why = f"the HA reserve does not hold already (losing {already.name} strands VMs)"
         return admitted | {vm: None for vm in new}, {vm: f"{vm}: {why}" for vm in new}
     while new:
-        report = check_ha(_placed(cluster, admitted))
+        report = check_ha(cluster.moved_to(admitted))
         worst = report.worst
         if report.satisfied or worst is None:
             break
@@ -181,10 +181,6 @@ def admit_within_reserve(
     return admitted, refused
 
 
-def _placed(cluster: Cluster, placement: Mapping[str, str | None]) -> Cluster:
-    return cluster.replace_vms(replace(v, host=placement.get(v.name, v.host)) for v in cluster.vms)
-
-
 def reserve_by_wave(cluster: Cluster, waves: Sequence[Sequence[tuple[str, str]]]) -> list[str]:
     """The HA reserve after each wave of a plan (``(vm, target)`` moves), if it held before
     the first: one line per wave that breaks it."""
@@ -194,7 +190,7 @@ def reserve_by_wave(cluster: Cluster, waves: Sequence[Sequence[tuple[str, str]]]
     problems = []
     for number, wave in enumerate(waves, start=1):
         location.update(dict(wave))
-        worst = check_ha(_placed(cluster, location)).worst
+        worst = check_ha(cluster.moved_to(location)).worst
         if worst is not None and worst.stranded:
             problems.append(
                 f"wave {number}: HA reserve broken: losing {worst.name} would strand "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
 
@@ -126,6 +126,10 @@ class Cluster:
     @cached_property
     def current_placement(self) -> Mapping[str, str | None]:
         return {v.name: v.host for v in self.vms}
+
+    def moved_to(self, placement: Mapping[str, str | None]) -> Cluster:
+        """The snapshot with each VM ``placement`` names on its host there (others stay)."""
+        return self.replace_vms(replace(v, host=placement.get(v.name, v.host)) for v in self.vms)
 
     def replace_vms(self, vms: Iterable[VM]) -> Cluster:
         return Cluster(self.name, self.hosts, tuple(vms), self.rules, self.policy, self.limits)

@@ -36,7 +36,7 @@ def power_advice(cluster: Cluster, placement: Mapping[str, str | None]) -> Power
     largest = {r: max((h.capacity.get(r, 0) for h in cluster.hosts), default=0) or 1 for r in CORE}
     empty.sort(key=lambda h: (-sum(h.capacity.get(r, 0) / largest[r] for r in CORE), h.name))
     names = [h.name for h in empty]
-    target = cluster.replace_vms(replace(v, host=placement.get(v.name)) for v in cluster.vms)
+    target = cluster.moved_to(placement)
 
     def holds(kept_on: int) -> bool:
         return check_ha(_powered_off(target, names[kept_on:])).satisfied

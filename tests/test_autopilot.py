@@ -30,7 +30,7 @@ def test_hysteresis_not_worth_it_and_no_ping_pong() -> None:
     first = consider(WEB, AUTO, 0, (), FAST)
     assert first is not None
     placement = first.decision.placement
-    after = WEB.replace_vms(replace(v, host=placement[v.name]) for v in WEB.vms)
+    after = WEB.moved_to(placement)
     assert consider(after, AUTO, 0, migrated(first), FAST) is None  # nothing left to gain
 
 

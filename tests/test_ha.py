@@ -187,8 +187,7 @@ def test_admission_control_refuses_new_vms_that_would_break_the_reserve() -> Non
     assert "vip" in placed and "huge" not in placed  # lowest priority, largest, gives way first
     assert set(outcome.refused_for_ha) == set(outcome.left_behind)
     assert outcome.refused_for_ha["huge"].startswith("huge: placing it would break the HA reserve")
-    assert check_ha(outcome.cluster.replace_vms(
-        replace(v, host=outcome.decision.placement[v.name]) for v in outcome.cluster.vms)).satisfied  # fmt: skip
+    assert check_ha(outcome.cluster.moved_to(outcome.decision.placement)).satisfied
     assert check_plan(outcome.cluster, outcome.plan) == []
 
 

@@ -48,6 +48,16 @@ def agents_for(
     return agents
 
 
+def reported(
+    tmp_path: Path, service: Service, layout: list[list[Guest]] = LAYOUT, memory_gib: int = 64
+) -> list[Agent]:
+    """Agents for ``layout`` that have each reported once."""
+    team = agents_for(tmp_path, service, layout, memory_gib)
+    for agent in team:
+        agent.beat()
+    return team
+
+
 def apply_consolidation(service: Service) -> int:
     """An operator creates a consolidation plan, approves and applies it."""
     ops = service.client(OPERATOR_TOKEN)
@@ -112,8 +122,7 @@ def test_agents_report_and_operator_plans(tmp_path: Path) -> None:
 
 def test_placement_of_a_new_vm(tmp_path: Path) -> None:
     with running_service(tmp_path / "vmpack.db") as service:
-        for agent in agents_for(tmp_path, service):
-            agent.beat()
+        reported(tmp_path, service)
         ops = service.client(OPERATOR_TOKEN)
         answer = ops.post("/v1/placements", json={"name": "new1", "vcpus": 2, "memory": "8GiB"})
         assert answer.status_code == 200 and answer.json()["host"] in ("kvm-01", "kvm-02", "kvm-03")
@@ -167,9 +176,7 @@ def test_security_refusals_change_nothing(tmp_path: Path) -> None:
 
 def test_heartbeats_make_hosts_suspect_then_down(tmp_path: Path) -> None:
     with running_service(tmp_path / "vmpack.db") as service:
-        agents = agents_for(tmp_path, service)
-        for agent in agents:
-            agent.beat()
+        agents = reported(tmp_path, service)
         ops = service.client(OPERATOR_TOKEN)
         service.clock.now += 40  # past suspect_after (30 s); kvm-01 reports again, others not
         agents[0].beat()
@@ -228,8 +235,7 @@ def test_operator_cli_against_a_running_scheduler(tmp_path: Path) -> None:
     token = tmp_path / "operator.token"
     token.write_text(OPERATOR_TOKEN + "\n")
     with running_service(tmp_path / "vmpack.db") as service:
-        for agent in agents_for(tmp_path, service):
-            agent.beat()
+        reported(tmp_path, service)
 
         def vmpack(*args: str, token_file: Path = token) -> subprocess.CompletedProcess[str]:
             command = [sys.executable, "-m", "scheduler.cli", *args, "--scheduler", service.url,
@@ -366,9 +372,7 @@ def test_failed_migrations_stop_or_continue_the_plan(
     with running_service(
         tmp_path / "vmpack.db", execution=execution, limits=one_at_a_time
     ) as service:
-        team = agents_for(tmp_path, service)  # kvm-02 and kvm-03 hold one VM each: two moves
-        for agent in team:
-            agent.beat()
+        team = reported(tmp_path, service)  # kvm-02 and kvm-03 hold one VM each: two moves
         ops = service.client(OPERATOR_TOKEN)
         plan_id = apply_consolidation(service)
         settle(
@@ -389,8 +393,7 @@ def test_failed_migrations_stop_or_continue_the_plan(
 def test_ha_reserve_and_solver_metrics(tmp_path: Path) -> None:
     one_rack = Policy(ha=HaPolicy(1, "rack"))  # every host is in rack r1
     with running_service(tmp_path / "vmpack.db", policy=one_rack) as service:
-        for agent in agents_for(tmp_path, service):
-            agent.beat()
+        reported(tmp_path, service)
         ops = service.client(OPERATOR_TOKEN)
         metrics = ops.get("/metrics").text
         # Any one host's VMs restart on the other two; losing the rack loses all four VMs.
@@ -502,8 +505,7 @@ def test_maintenance_refuses_before_anything_moves_when_a_vm_cannot_leave(tmp_pa
     token.write_text(OPERATOR_TOKEN + "\n")
     full = [[Guest("big1", 6144, 2)], [Guest("big2", 6144, 2)]]  # 8 GiB hosts: no room to move
     with running_service(tmp_path / "vmpack.db") as service:
-        for agent in agents_for(tmp_path, service, full, memory_gib=8):
-            agent.beat()
+        reported(tmp_path, service, full, memory_gib=8)
         command = [sys.executable, "-m", "scheduler.cli", "maintenance", "enter", "kvm-01",
                    "--scheduler", service.url, "--token-file", str(token), "--time-limit", "5"]  # fmt: skip
         run = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -522,8 +524,7 @@ def test_no_host_is_fenced_when_the_scheduler_itself_looks_cut_off(tmp_path: Pat
     fence = FencingPolicy(("sh", "-c", f"echo {{host}} >> {fenced}"))
     db, clock = tmp_path / "vmpack.db", Clock()
     with running_service(db, clock, fencing=fence, failover_tick_s=3600) as service:
-        for agent in agents_for(tmp_path, service):
-            agent.beat()
+        reported(tmp_path, service)
         clock.now += 200  # no host has reported for 200 s: all three are down at once
         service.failover.tick()
         fencing = {
@@ -543,8 +544,7 @@ def test_no_host_is_fenced_when_the_scheduler_itself_looks_cut_off(tmp_path: Pat
 def test_placement_api_refuses_a_vm_when_the_ha_reserve_does_not_hold(tmp_path: Path) -> None:
     one_rack = Policy(ha=HaPolicy(0, "rack"))  # losing the only rack loses everything
     with running_service(tmp_path / "vmpack.db", policy=one_rack) as service:
-        for agent in agents_for(tmp_path, service):
-            agent.beat()
+        reported(tmp_path, service)
         ops = service.client(OPERATOR_TOKEN)
         refused = ops.post("/v1/placements", json={"name": "new1", "vcpus": 1, "memory": "1GiB"})
         assert refused.status_code == 409
@@ -552,8 +552,7 @@ def test_placement_api_refuses_a_vm_when_the_ha_reserve_does_not_hold(tmp_path: 
             "no host: new1: the HA reserve does not hold already (losing rack=r1 strands VMs)"
         )
     with running_service(tmp_path / "other.db", policy=Policy(ha=HaPolicy(1))) as service:
-        for agent in agents_for(tmp_path, service):
-            agent.beat()
+        reported(tmp_path, service)
         ops = service.client(OPERATOR_TOKEN)
         placed = ops.post("/v1/placements", json={"name": "new1", "vcpus": 1, "memory": "1GiB"})
         assert placed.status_code == 200 and placed.json()["host"].startswith("kvm-0")
@@ -568,9 +567,7 @@ def test_a_vm_already_where_the_plan_sends_it_is_not_counted_as_a_migration(
     tmp_path: Path,
 ) -> None:
     with running_service(tmp_path / "vmpack.db") as service:
-        team = agents_for(tmp_path, service)
-        for agent in team:
-            agent.beat()
+        team = reported(tmp_path, service)
         ops = service.client(OPERATOR_TOKEN)
         created = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 3}).json()
         plan = ops.get(f"/v1/plans/{created['id']}").json()["plan"]
@@ -609,8 +606,7 @@ def test_maintenance_refuses_to_break_the_ha_reserve(tmp_path: Path) -> None:
     # 16 GiB hosts with 6 GiB each: N+1 holds on three hosts, not on two.
     three = [[Guest("a", 6144)], [Guest("b", 6144)], [Guest("c", 6144)]]
     with running_service(tmp_path / "vmpack.db", policy=Policy(ha=HaPolicy(1))) as service:
-        for agent in agents_for(tmp_path, service, three, memory_gib=16):
-            agent.beat()
+        reported(tmp_path, service, three, memory_gib=16)
         base = [sys.executable, "-m", "scheduler.cli", "maintenance", "enter", "kvm-01",
                 "--scheduler", service.url, "--token-file", str(token), "--time-limit", "5"]  # fmt: skip
         run = subprocess.run(base, capture_output=True, text=True, timeout=120)
@@ -631,8 +627,7 @@ def test_automation_levels(tmp_path: Path) -> None:
     with running_service(
         tmp_path / "a.db", automation=every_10_min, failover_tick_s=3600
     ) as service:
-        for agent in agents_for(tmp_path, service):
-            agent.beat()
+        reported(tmp_path, service)
         plan_id = service.autopilot.tick()
         assert plan_id is not None
         events = [e for _, e in service.store.plan_events(plan_id)]
@@ -641,8 +636,7 @@ def test_automation_levels(tmp_path: Path) -> None:
         assert service.autopilot.tick() is None  # not again before the interval
     recommend = AutomationPolicy("recommend", interval_s=600)
     with running_service(tmp_path / "r.db", automation=recommend, failover_tick_s=3600) as service:
-        for agent in agents_for(tmp_path, service):
-            agent.beat()
+        reported(tmp_path, service)
         first = service.autopilot.tick()
         assert first is not None and service.store.plan(first).status == "proposed"  # type: ignore[union-attr]
         ops = service.client(OPERATOR_TOKEN)
@@ -651,8 +645,7 @@ def test_automation_levels(tmp_path: Path) -> None:
         assert refused.status_code == 409
         assert refused.json()["error"] == "automation: level recommend: plans are not carried out"
         service.clock.now += 700
-        for agent in agents_for(tmp_path, service):
-            agent.beat()
+        reported(tmp_path, service)
         assert service.autopilot.tick() is not None
         statuses = {p.id: p.status for p in service.store.plans()}
         assert statuses[first] == "approved"  # an operator's approval is not superseded
@@ -665,9 +658,7 @@ def test_a_failed_plan_is_replanned_holding_the_failed_vm(tmp_path: Path) -> Non
     replan = ExecutionPolicy(on_failure="replan", tick_s=0.1)
     one_at_a_time = Limits(max_parallel=1, max_parallel_per_host=1)
     with running_service(tmp_path / "vmpack.db", execution=replan, limits=one_at_a_time) as service:
-        team = agents_for(tmp_path, service)  # the test driver cannot migrate: every move fails
-        for agent in team:
-            agent.beat()
+        team = reported(tmp_path, service)  # the test driver cannot migrate: every move fails
         apply_consolidation(service)
         settle(team, lambda: all(p.status != "running" for p in service.store.plans()), "the chain")
         plans = service.store.plans()

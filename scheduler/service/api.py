@@ -82,29 +82,25 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
 
     started_at = config.clock()
 
+    def liveness(chosen: HostState, reported_at: float, now: float) -> HostState:
+        # A scheduler that was itself away has heard nothing for a while: every host gets
+        # the full time from its start before it can be taken for down (and fenced).
+        return config.heartbeat.state(chosen, max(reported_at, started_at), now)
+
     def current() -> tuple[Cluster, dict[str, float]]:
         now = config.clock()
         reports = store.reports()
         chosen = store.host_states()
         ages = {r.host: now - at for r, at in reports}
-        # A scheduler that was itself away has heard nothing for a while: every host gets
-        # the full time from its start before it can be taken for down (and fenced).
-        states = {
-            r.host: config.heartbeat.state(
-                chosen.get(r.host, HostState.UP), max(at, started_at), now
-            )
-            for r, at in reports
-        }
+        states = {r.host: liveness(chosen.get(r.host, HostState.UP), at, now) for r, at in reports}
         inventory = snapshot([r for r, _ in reports], states, config.policy, limits=config.limits)
         return inventory.cluster, ages
 
     def down_hosts() -> set[str]:
         """Cheap: from report times alone (the failover watch asks every second)."""
         now = config.clock()
-        return {
-            host for host, at in store.report_times().items()
-            if config.heartbeat.state(HostState.UP, max(at, started_at), now) is HostState.DOWN
-        }  # fmt: skip
+        times = store.report_times()
+        return {h for h, at in times.items() if liveness(HostState.UP, at, now) is HostState.DOWN}
 
     ha_reports = LastValue(check_ha)
 

@@ -19,7 +19,7 @@ from typing import Any
 from scheduler.autopilot import AutomationPolicy, consider, held_in_place
 from scheduler.engine import Outcome, decide_plan, plan_to_json
 from scheduler.model import Cluster, Goal
-from scheduler.service.store import OrderRecord, Store
+from scheduler.service.store import OrderRecord, PlanRecord, Store
 from scheduler.service.ticker import Ticker
 from scheduler.solver.search import SearchOptions
 
@@ -59,7 +59,7 @@ class Autopilot:
         if any(p.status == "running" for p in plans):
             return None  # one change at a time
         self._last = now
-        moved_last_hour, cooling = self._recent_moves(now)
+        moved_last_hour, cooling = self._recent_moves(plans, now)
         outcome = consider(self.snapshot(), self.policy, moved_last_hour, cooling, self.options)
         for plan in plans:
             if plan.status == "proposed" and plan.document.get("by") == "autopilot":
@@ -75,8 +75,8 @@ class Autopilot:
             self.start_plan(plan_id)
         return plan_id
 
-    def _recent_moves(self, now: float) -> tuple[int, set[str]]:
-        automatic = {p.id for p in self.store.plans() if p.document.get("by") == "autopilot"}
+    def _recent_moves(self, plans: list[PlanRecord], now: float) -> tuple[int, set[str]]:
+        automatic = {p.id for p in plans if p.document.get("by") == "autopilot"}
         moved = [o for o in self.store.orders() if _a_migration_done(o)]
         last_hour = sum(1 for o in moved if o.plan_id in automatic and now - o.updated_at < HOUR_S)
         cooling = {o.vm for o in moved if now - o.updated_at < self.policy.vm_cooldown_s}

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from scheduler.model import Cluster, HostState
@@ -254,7 +254,7 @@ class Executor:
         moved = {m.vm: m.target for m in done}
         if not moved:
             return cluster
-        return cluster.replace_vms(replace(v, host=moved.get(v.name, v.host)) for v in cluster.vms)
+        return cluster.moved_to(moved)
 
     def _new_failures(self, plan_id: int, orders: list[OrderRecord]) -> list[str]:
         found = []
