@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scheduler.check import check_plan
+from scheduler.check import check_placement, check_plan
 from scheduler.engine import decide_plan
 from scheduler.explain import why_not_placed
 from scheduler.model import Goal, active_hosts
-from scheduler.solver.search import SearchOptions
+from scheduler.solver.search import SearchOptions, greedy_start
+from scheduler.solver.solve import SolverSettings
 from tests.conftest import cluster_of, hosts, vm
 
 
@@ -110,3 +111,29 @@ def test_infeasible_rules_are_named(options: SearchOptions) -> None:
     outcome = decide_plan(cluster_of(data), Goal.CONSOLIDATE, options=options)
     assert outcome.decision.status.value == "infeasible"
     assert outcome.conflicting_rules == ["anti-affinity #2 (a, b, c)"]
+
+
+def test_consolidation_relieves_a_host_whose_vms_outgrew_it() -> None:
+    """Demand grew under h1 (80 GiB of VMs on 64 GiB): both the one-model search and the
+    neighbourhood search move VMs off it, and the checker accepts the plan."""
+    data = {"name": "grown", "hosts": hosts(4),
+            "vms": [vm(f"v{i}", "16GiB", "h1") for i in range(5)] + [vm("w", "8GiB", "h2")]}  # fmt: skip
+    cluster = cluster_of(data)
+    start = greedy_start(cluster, Goal.BALANCE)  # no repacking: only the relief moves VMs
+    assert check_placement(cluster, start) == []
+    for pairs in (30_000, 0):
+        options = SearchOptions(SolverSettings(2.0, 1, 0), full_model_max_pairs=pairs)
+        outcome = decide_plan(cluster, Goal.CONSOLIDATE, (), options)
+        assert check_plan(outcome.cluster, outcome.plan) == [], pairs
+        assert not outcome.left_behind
+        assert outcome.after.active_hosts == 2
+
+
+def test_deterministic_settings_give_the_same_answer_twice() -> None:
+    data = {"name": "d", "hosts": hosts(6),
+            "vms": [vm(f"v{i}", f"{4 + i % 5 * 4}GiB", f"h{1 + i % 6}") for i in range(20)]}  # fmt: skip
+    cluster = cluster_of(data)
+    options = SearchOptions(SolverSettings(1.0, 1, 0, deterministic=True), full_model_max_pairs=0)
+    first = decide_plan(cluster, Goal.CONSOLIDATE, (), options).decision
+    second = decide_plan(cluster, Goal.CONSOLIDATE, (), options).decision
+    assert first.placement == second.placement and first.iterations == second.iterations

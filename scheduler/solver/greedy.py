@@ -112,6 +112,22 @@ def place_pending(packer: Packer, vms: Iterable[str], fit: Fit = "best") -> list
     return unplaced
 
 
+def relieve_overloads(packer: Packer) -> list[tuple[str, str]]:
+    """Take VMs off hosts that hold more than their capacity (demand grew under them or the
+    capacity shrank), smallest first, until each fits; returns (VM, host it left)."""
+    taken: list[tuple[str, str]] = []
+    for i in np.flatnonzero((packer.free < 0).any(axis=1)):
+        host = packer.hosts[i]
+        over = packer.free[i] < 0
+        for vm in sorted(packer.state.residents[host], key=size_key(packer)):
+            if (packer.free[i] >= 0).all():
+                break
+            if (packer.demand(vm)[over] > 0).any():
+                packer.unplace(vm)
+                taken.append((vm, host))
+    return taken
+
+
 def empty_hosts(
     packer: Packer, order: Sequence[str], fit: Fit, max_moves: int | None = None
 ) -> list[str]:

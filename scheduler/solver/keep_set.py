@@ -13,6 +13,7 @@ greedy does not when hosts differ in size; the large-neighbourhood search then p
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -30,6 +31,7 @@ def select_hosts(
     slack: float,
     time_limit_s: float = 2.0,
     max_hosts: int | None = None,
+    deterministic: bool = False,
 ) -> list[str] | None:
     """Hosts to keep. With ``max_hosts`` the count is a budget rather than the first aim, and
     the hosts kept are those that let the most VMs stay."""
@@ -54,6 +56,9 @@ def select_hosts(
         model.add_hint(var, residents[h] > 0)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit_s
+    if deterministic:
+        solver.parameters.max_deterministic_time = time_limit_s
+        solver.parameters.max_time_in_seconds = 60 * time_limit_s
     solver.parameters.num_workers = 1
     if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
@@ -82,10 +87,17 @@ def keep_set_start(
     start: Mapping[str, str | None],
     deadline_s: float = 10.0,
     max_hosts: int | None = None,
+    deterministic: bool = False,
 ) -> dict[str, str | None] | None:
-    """The tightest slack at which choosing and packing both succeed, or None."""
+    """The tightest slack at which choosing and packing both succeed within ``deadline_s``,
+    or None."""
+    ends = time.monotonic() + deadline_s
     for slack in SLACKS:
-        keep = select_hosts(cluster, start, slack, min(2.0, deadline_s / 4), max_hosts)
+        remaining = deadline_s if deterministic else ends - time.monotonic()
+        if remaining <= 0:
+            return None
+        limit = min(2.0, deadline_s / 4, remaining)
+        keep = select_hosts(cluster, start, slack, limit, max_hosts, deterministic)
         if keep is None:
             continue
         packed = pack_into(cluster, start, keep)

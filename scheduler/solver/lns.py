@@ -48,8 +48,14 @@ def improve(
     waiting = {vm for vm in search.pending(cluster) if start.get(vm) is None}
     groups = _affinity_groups(cluster)
     usable = [h.name for h in cluster.hosts if h.accepts_vms]
-    began, iterations = time.monotonic(), 0
-    while (remaining := deadline - time.monotonic()) > MIN_STEP_S:
+    began, iterations, work = time.monotonic(), 0, 0.0
+    deterministic = options.solver.deterministic
+    budget = options.solver.time_limit_s  # deterministic mode: CP-SAT work units, not seconds
+
+    def left() -> float:
+        return budget - work if deterministic else deadline - time.monotonic()
+
+    while (remaining := left()) > MIN_STEP_S:
         if goal is Goal.CONSOLIDATE and _at_bounds(cluster, best, options):
             break  # hosts and moves both at their lower bounds: nothing left to gain
         iterations += 1
@@ -64,9 +70,10 @@ def improve(
             2, os.cpu_count() or 1
         )  # short solves: no portfolio
         settings = SolverSettings(
-            min(MAX_STEP_S, remaining), workers, options.solver.seed + iterations
+            min(MAX_STEP_S, remaining), workers, options.solver.seed + iterations, deterministic
         )
         result = solve(Encoding(cluster, scope), goal, settings, hint=incumbent)
+        work += max(result.work, 0.01)  # a floor, so that trivial steps still use budget
         candidate = result.placement
         if candidate is not None and (new := score(cluster, goal, candidate)) < best:
             incumbent, best = dict(candidate), new

@@ -25,6 +25,7 @@ from scheduler.solver.greedy import (
     fewest_vms_first,
     first_fit_decreasing,
     place_pending,
+    relieve_overloads,
 )
 from scheduler.solver.keep_set import keep_set_start
 from scheduler.solver.solve import SolverSettings, SolveStatus, solve
@@ -74,7 +75,9 @@ def decide(
     options = options or SearchOptions()
     started = time.monotonic()
     cluster = for_goal(cluster, goal, evacuate)
-    start = greedy_start(cluster, goal)
+    start = greedy_start(
+        cluster, goal, options.solver.time_limit_s / 2, options.solver.deterministic
+    )
     scope = whole_scope(cluster, goal, start)
     pairs = sum(len(c) for c in scope.candidates.values())
     if pairs <= options.full_model_max_pairs:
@@ -148,7 +151,10 @@ def pending(cluster: Cluster) -> list[str]:
     return [v.name for v in cluster.vms if v.host is None or hosts[v.host].state is HostState.DOWN]
 
 
-def greedy_start(cluster: Cluster, goal: Goal) -> dict[str, str | None]:
+def greedy_start(
+    cluster: Cluster, goal: Goal, budget_s: float = 10.0, deterministic: bool = False
+) -> dict[str, str | None]:
+    """The best of several quick placements; the keep-set start may use ``budget_s``."""
     waiting = set(pending(cluster))
     placement = {
         vm: (None if vm in waiting else host) for vm, host in cluster.current_placement.items()
@@ -160,6 +166,9 @@ def greedy_start(cluster: Cluster, goal: Goal) -> dict[str, str | None]:
         packer.unplace(vm)
         if place_pending(packer, [vm]) and source is not None:
             packer.move(vm, source)  # nowhere to go: it stays, and is reported
+    for vm, source in relieve_overloads(packer):
+        if place_pending(packer, [vm]):
+            packer.move(vm, source)  # no room anywhere: it stays rather than stop
     place_pending(packer, waiting)
     if goal is not Goal.CONSOLIDATE:
         return packer.state.placement()
@@ -168,7 +177,7 @@ def greedy_start(cluster: Cluster, goal: Goal) -> dict[str, str | None]:
         budget -= indicators(cluster, packer.state.placement()).moves
     empty_hosts(packer, fewest_vms_first(packer), fit="best", max_moves=budget)
     starts = [packer.state.placement()]
-    by_keep_set = keep_set_start(cluster, placement)
+    by_keep_set = keep_set_start(cluster, placement, min(10.0, budget_s), None, deterministic)
     if by_keep_set is not None:
         starts.append(by_keep_set)
     if len(cluster.vms) <= REPACK_MAX_VMS:  # a packing from scratch, when it saves hosts

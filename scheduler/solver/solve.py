@@ -43,6 +43,9 @@ class SolverSettings:
     time_limit_s: float = 30.0
     workers: int = 0  # 0: eight, CP-SAT's full portfolio of strategies, whatever the cores
     seed: int = 0
+    # Stop on CP-SAT's deterministic work clock instead of the wall clock (with one worker):
+    # the same input then gives the same answer on any machine, at any load. Sweeps use it.
+    deterministic: bool = False
 
     @property
     def worker_count(self) -> int:
@@ -57,6 +60,7 @@ class SolveResult:
     bound: float | None
     seconds: float
     tier_bounds: Mapping[str, int]  # proven lower bound of each tier that leads the objective
+    work: float = 0.0  # CP-SAT's deterministic time spent
 
 
 def solve(
@@ -71,11 +75,17 @@ def solve(
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.05, settings.time_limit_s)
     solver.parameters.num_workers = settings.worker_count
+    if settings.deterministic:
+        solver.parameters.max_deterministic_time = max(0.05, settings.time_limit_s)
+        solver.parameters.max_time_in_seconds = 60 * max(1.0, settings.time_limit_s)  # safety net
+        solver.parameters.num_workers = 1
     solver.parameters.random_seed = settings.seed
     code = solver.solve(enc.model)
     status = _STATUS.get(code, SolveStatus.UNKNOWN)
     if not status.has_solution:
-        return SolveResult(status, None, None, None, solver.wall_time, {})
+        return SolveResult(
+            status, None, None, None, solver.wall_time, {}, solver.deterministic_time
+        )
     placement = enc.placement_from(solver.boolean_value)
     return SolveResult(
         status,
@@ -84,6 +94,7 @@ def solve(
         solver.best_objective_bound,
         solver.wall_time,
         _tier_bounds(objective, solver.best_objective_bound),
+        solver.deterministic_time,
     )
 
 
