@@ -18,12 +18,16 @@ from scheduler.check import check_plan
 from scheduler.cli_live import LiveInputError, add_commands
 from scheduler.cli_ops import OpsError
 from scheduler.cli_ops import add_commands as add_ops_commands
+from scheduler.cli_replay import add_command as add_replay_command
+from scheduler.cli_sweep import add_command as add_sweep_command
 from scheduler.cli_whatif import add_command as add_whatif_command
 from scheduler.engine import Outcome, decide_plan, plan_from_json, plan_to_json
 from scheduler.explain import why_not_placed
 from scheduler.failover import after_failure, decide_failover, hosts_in_domain
 from scheduler.ha import check_ha, reserve_by_wave
 from scheduler.model import Goal, HaPolicy, HostState
+from scheduler.replay.hosts import HostSpecError
+from scheduler.replay.traces import TraceError
 from scheduler.report import ha_report_to_json, print_ha_report, print_outcome, progress_display
 from scheduler.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from scheduler.solver.search import SearchOptions, for_goal
@@ -41,7 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (ScenarioError, InputError, LiveInputError, WhatIfError) as exc:
+    except (
+        ScenarioError,
+        InputError,
+        LiveInputError,
+        WhatIfError,
+        TraceError,
+        HostSpecError,
+    ) as exc:
         print(f"vmpack: error: {exc}", file=sys.stderr)
         return 2
     except OpsError as exc:
@@ -98,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     ha.add_argument("--json", action="store_true", help="print the report as JSON")
     ha.set_defaults(run=_run_ha_check)
     add_whatif_command(sub, _load, _options)
+    add_replay_command(sub)
+    add_sweep_command(sub, _load)
     add_commands(sub)
     add_ops_commands(sub)
     return parser

@@ -6,11 +6,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from scheduler import pictures
 from scheduler.capacity import Answer, answer, answer_to_json
+from scheduler.capacity_report import answer_figures, answer_html
 from scheduler.scenario import Scenario
 from scheduler.solver.search import SearchOptions
 from scheduler.units import format_mib
@@ -40,6 +43,7 @@ def add_command(
     whatif.add_argument("--workers", type=int, default=0)
     whatif.add_argument("--seed", type=int, default=0)
     whatif.add_argument("--json", action="store_true", help="print the answer as JSON")
+    add_report_arguments(whatif)
 
     def run(args: argparse.Namespace) -> int:
         scenario, _ = load(args.scenario)
@@ -51,9 +55,27 @@ def add_command(
             print(json.dumps(answer_to_json(result), indent=2))
         else:
             print_answer(result, changes)
+        write_reports(args, result, _describe(changes))
         return 0 if not result.outcome.left_behind else 1
 
     whatif.set_defaults(run=run)
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--html", type=Path, help="write a one-file HTML report")
+    parser.add_argument("--plots", type=Path, help="write the plots into this directory")
+    parser.add_argument("--plot-format", choices=("png", "svg"), default="png")
+
+
+def write_reports(args: argparse.Namespace, result: Answer, question: str) -> None:
+    figures = answer_figures(result)
+    if args.html:
+        svgs = {caption: pictures.svg(make()) for caption, make in figures.values()}
+        args.html.write_text(answer_html(result, question, svgs), encoding="utf-8")
+    if args.plots:
+        args.plots.mkdir(parents=True, exist_ok=True)
+        for name, (_, make) in figures.items():
+            pictures.save(make(), args.plots / f"{name}.{args.plot_format}")
 
 
 def print_answer(result: Answer, changes: Changes) -> None:
