@@ -45,6 +45,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     maintenance.add_argument("host")
     maintenance.add_argument("--time-limit", type=float, default=30.0)
     maintenance.add_argument("--no-wait", action="store_true", help="do not follow the plan")
+    maintenance.add_argument("--move-back", action="store_true",
+                             help="exit: migrate back what evacuation moved off")  # fmt: skip
     maintenance.add_argument("--ignore-ha", action="store_true",
                              help="enter even if the HA reserve would break")  # fmt: skip
     _connection(maintenance)
@@ -118,7 +120,8 @@ def run_hosts(args: argparse.Namespace) -> int:
 
 def run_maintenance(args: argparse.Namespace) -> int:
     """``enter``: check that every VM can leave, then mark the host and empty it with a plan
-    that is safe at every step. ``exit``: the host takes VMs again."""
+    that is safe at every step. ``exit``: the host takes VMs again (and, with
+    ``--move-back``, the VMs its last evacuation moved off return to it)."""
     client = _client(args)
     states = {h["name"]: h["state"] for h in _call(client, "GET", "/v1/hosts")}
     if args.host not in states:
@@ -126,7 +129,7 @@ def run_maintenance(args: argparse.Namespace) -> int:
     if args.action == "exit":
         _call(client, "PUT", f"/v1/hosts/{args.host}/state", json={"state": "up"})
         print(f"{args.host}: up; it takes VMs again")
-        return 0
+        return _move_back(client, args) if args.move_back else 0
     if states[args.host] == "down":
         raise OpsError(f"host: {args.host} is down; nothing can be migrated off it", 2)
     body = {"goal": "evacuate", "hosts": [args.host], "time_limit_s": args.time_limit}
@@ -147,6 +150,22 @@ def run_maintenance(args: argparse.Namespace) -> int:
     moves = created["summary"]["moves"]
     print(f"{args.host}: maintenance; plan {created['id']} moves {moves} VMs off")
     return 0 if args.no_wait else _watch(client, created["id"])
+
+
+def _move_back(client: httpx.Client, args: argparse.Namespace) -> int:
+    created = _call(client, "POST", "/v1/plans", json={"goal": "return", "hosts": [args.host]})
+    for vm, why in created["not_placed"].items():
+        print(f"{vm} stays: {why}")
+    moves = created["summary"]["moves"]
+    if not moves:
+        _call(client, "POST", f"/v1/plans/{created['id']}/cancel")
+        print(f"{args.host}: no VM to move back")
+        return 1 if created["not_placed"] else 0
+    _call(client, "POST", f"/v1/plans/{created['id']}/approve")
+    _call(client, "POST", f"/v1/plans/{created['id']}/apply")
+    print(f"{args.host}: plan {created['id']} moves {moves} VMs back")
+    status = 0 if args.no_wait else _watch(client, created["id"])
+    return status or (1 if created["not_placed"] else 0)
 
 
 def run_vms(args: argparse.Namespace) -> int:

@@ -145,7 +145,9 @@ def test_scheduler_restart_mid_plan_resumes(tmp_path: Path) -> None:
         assert boots(cluster.consoles[order.vm]) == 1
 
 
-def test_maintenance_enter_empties_the_host_with_live_migrations(tmp_path: Path) -> None:
+def test_maintenance_empties_the_host_and_moves_the_vms_back_with_live_migrations(
+    tmp_path: Path,
+) -> None:
     import subprocess
     import sys
 
@@ -175,5 +177,13 @@ def test_maintenance_enter_empties_the_host_with_live_migrations(tmp_path: Path)
         assert all(boots(console) == 1 for console in cluster.consoles.values())
         states = {h["name"]: h["state"] for h in ops.get("/v1/hosts").json()}
         assert states == {"lab1": "maintenance", "lab2": "up"}
-        assert vmpack("maintenance", "exit", "lab1").returncode == 0
+        wait_for(lambda: all(h["vms"] == (2 if h["name"] == "lab2" else 0)
+                             for h in ops.get("/v1/hosts").json()), 30, "reports after")  # fmt: skip
+        back = vmpack("maintenance", "exit", "lab1", "--move-back")
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert "lab1: up; it takes VMs again" in back.stdout
+        assert "lab1: plan 2 moves 2 VMs back" in back.stdout
+        assert back.stdout.rstrip().endswith("plan 2: done (done: all moves done)")
         assert {h["name"]: h["state"] for h in ops.get("/v1/hosts").json()}["lab1"] == "up"
+        assert cluster.where() == {"m1": ["lab1"], "m2": ["lab1"]}
+        assert all(boots(console) == 1 for console in cluster.consoles.values())  # live, no reboot

@@ -671,3 +671,24 @@ def test_a_failed_plan_is_replanned_holding_the_failed_vm(tmp_path: Path) -> Non
         assert first_failed not in {m["vm"] for m in second["migrations"]}
         events = [e for _, e in service.store.plan_events(plans[0].id)]
         assert f"re-planned as plan {plans[1].id}" in events
+
+
+def test_the_return_goal_takes_one_host_that_is_up(tmp_path: Path) -> None:
+    with running_service(tmp_path / "vmpack.db") as service:
+        reported(tmp_path, service)
+        ops = service.client(OPERATOR_TOKEN)
+        missing = ops.post("/v1/plans", json={"goal": "return"})
+        assert missing.status_code == 422
+        assert missing.json()["error"] == "hosts: required for the evacuate and return goals only"
+        two = ops.post("/v1/plans", json={"goal": "return", "hosts": ["kvm-01", "kvm-02"]})
+        assert two.json()["error"] == "hosts: the return goal takes one host"
+        ops.put("/v1/hosts/kvm-01/state", json={"state": "maintenance"})
+        away = ops.post("/v1/plans", json={"goal": "return", "hosts": ["kvm-01"]})
+        assert away.status_code == 409
+        assert (
+            away.json()["error"] == "hosts: kvm-01 is maintenance; it must be up to take VMs back"
+        )
+        ops.put("/v1/hosts/kvm-01/state", json={"state": "up"})
+        nothing = ops.post("/v1/plans", json={"goal": "return", "hosts": ["kvm-01"]}).json()
+        assert nothing["summary"]["moves"] == 0 and nothing["not_placed"] == {}  # never evacuated
+        assert service.store.plan(nothing["id"]).document["goal"] == "return"  # type: ignore[union-attr]

@@ -22,6 +22,7 @@ from scheduler.autopilot import AutomationPolicy
 from scheduler.engine import decide_plan, plan_to_json
 from scheduler.explain import why_not_placed
 from scheduler.ha import admit_within_reserve, check_ha
+from scheduler.maintenance import evacuated_from, move_back
 from scheduler.metrics import ClusterView, SchedulerMetrics
 from scheduler.model import (
     DISK,
@@ -233,8 +234,10 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         unknown = [h for h in body.hosts if h not in cluster.host_by_name]
         if unknown:
             raise HTTPException(422, f"hosts: unknown host '{unknown[0]}'")
-        if (body.goal == "evacuate") != bool(body.hosts):
-            raise HTTPException(422, "hosts: required for the evacuate goal, and only for it")
+        if (body.goal in ("evacuate", "return")) != bool(body.hosts):
+            raise HTTPException(422, "hosts: required for the evacuate and return goals only")
+        if body.goal == "return":
+            return _return_plan(cluster, body.hosts)
         options = SearchOptions(SolverSettings(body.time_limit_s, config.solver_workers))
         outcome = decide_plan(cluster, Goal(body.goal), body.hosts, options)
         placement = outcome.decision.placement
@@ -245,6 +248,21 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         metrics.plan_decided(body.goal, outcome.decision.seconds, summary["gap"], proven)
         plan_id = store.add_plan(body.goal, document, at=config.clock())
         return {"id": plan_id, "status": "proposed", "summary": summary, "not_placed": why}
+
+    def _return_plan(cluster: Cluster, hosts: list[str]) -> dict[str, Any]:
+        if len(hosts) != 1:
+            raise HTTPException(422, "hosts: the return goal takes one host")
+        host = hosts[0]
+        if not cluster.host_by_name[host].accepts_vms:
+            state = cluster.host_by_name[host].state.value
+            raise HTTPException(409, f"hosts: {host} is {state}; it must be up to take VMs back")
+        history = [(p.status, p.document) for p in store.plans()]
+        outcome, why = move_back(cluster, host, evacuated_from(host, history))
+        document = plan_to_json(outcome) | {"goal": "return", "returning_to": host,
+                                            "not_placed": why}  # fmt: skip
+        plan_id = store.add_plan("return", document, at=config.clock())
+        return {"id": plan_id, "status": "proposed", "summary": document["summary"],
+                "not_placed": why}  # fmt: skip
 
     @app.get("/v1/plans", dependencies=[operator])
     def plans() -> list[dict[str, Any]]:
