@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 import libvirt
 
+from agents.discard import discard
 from agents.libvirt_probe import HostReport, probe
 from agents.migrate import MigrationOrder, Progress, migrate
 from agents.restart import restart
@@ -58,6 +59,8 @@ class AgentStatus:
     migrations_failed: int = 0
     restarts_done: int = 0
     restarts_failed: int = 0
+    discards_done: int = 0  # stale copies of VMs restarted elsewhere while this host was down
+    discards_failed: int = 0
     last_report_at: float = 0.0
     last_error: str = ""
 
@@ -247,7 +250,24 @@ class Agent:
             return self._failed(f"scheduler: {response.status_code} {response.text[:200]}")
         self.status.reports_sent += 1
         self.status.last_report_at = time.time()
+        stale = response.json().get("discard", [])
+        if stale:
+            self._discard([str(vm) for vm in stale])
         return True
+
+    def _discard(self, vms: list[str]) -> None:
+        """Copies the scheduler found superseded: their VMs run on another host now."""
+        conn = self._conn if self._conn is not None else self.connect(self.config.libvirt_uri)
+        for vm in vms:
+            error = discard(conn, vm)
+            if error:
+                self.status.discards_failed += 1
+                self.status.last_error = f"discarding {vm}: {error}"
+                log.warning("could not discard the stale copy of %s: %s", vm, error)
+            else:
+                self.status.discards_done += 1
+                log.warning("discarded the stale copy of %s: it runs on another host now", vm)
+        self._changed.set()  # report again at once: the copies are gone
 
     def _failed(self, error: str) -> bool:
         self.status.reports_failed += 1

@@ -33,6 +33,11 @@ class AgentCollector(Collector):
             "vmpack_agent_restarts", "VMs of failed hosts restarted here",
             {"succeeded": status.restarts_done, "failed": status.restarts_failed},
         )  # fmt: skip
+        yield _by_outcome(
+            "vmpack_agent_stale_copies_discarded",
+            "Copies of VMs restarted on another host while this one was down, removed here",
+            {"succeeded": status.discards_done, "failed": status.discards_failed},
+        )
         yield GaugeMetricFamily(
             "vmpack_agent_last_report_timestamp_seconds", "When the last report was accepted",
             value=status.last_report_at,

@@ -1,12 +1,14 @@
 """Host failure on the real lab: a host's libvirtd and QEMU processes die; the scheduler marks
 it down, fences it with a real command (which first fails, as when a BMC is unreachable), and
-only once fencing succeeds restarts its guest on a survivor, where it boots and beats."""
+only once fencing succeeds restarts its guest on a survivor, where it boots and beats. When the
+host comes back, its stale copy of the guest is removed."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import libvirt
 import pytest
 
 from scheduler.service.failover_watch import FencingPolicy
@@ -15,7 +17,7 @@ from tests.lab_cluster import agents, lab, wait_for
 from tests.service_harness import OPERATOR_TOKEN, running_service
 from tests.test_lab import WallClock
 from vmpack_lab.guest import boots, heartbeats
-from vmpack_lab.hosts import kill_guests, stop
+from vmpack_lab.hosts import kill_guests, start, stop
 
 pytestmark = pytest.mark.lab
 
@@ -79,3 +81,20 @@ def test_a_dead_host_is_fenced_then_its_guest_restarts_on_a_survivor(tmp_path: P
         assert 'vmpack_fencing_total{outcome="succeeded"} 1.0' in metrics
         for survivor in ("s1", "s2"):
             assert boots(cluster.consoles[survivor]) == 1  # untouched
+
+        # lab3 comes back: its libvirtd starts again with d1 still defined there. The copy is
+        # history (d1 runs on a survivor), so the scheduler has lab3's agent remove it.
+        start(dead)
+        wait_for(lambda: "d1" not in defined_on(dead.uri), 60, "lab3 to discard its stale d1")
+        assert cluster.where()["d1"] == restarted_on  # still running once, where it restarted
+        beats = heartbeats(console)[-1]
+        wait_for(lambda: heartbeats(console)[-1] > beats, 30, "d1 to keep beating")
+        assert boots(console) == 2
+
+
+def defined_on(uri: str) -> set[str]:
+    conn = libvirt.open(uri)
+    try:
+        return {dom.name() for dom in conn.listAllDomains()}
+    finally:
+        conn.close()

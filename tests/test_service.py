@@ -692,3 +692,32 @@ def test_the_return_goal_takes_one_host_that_is_up(tmp_path: Path) -> None:
         nothing = ops.post("/v1/plans", json={"goal": "return", "hosts": ["kvm-01"]}).json()
         assert nothing["summary"]["moves"] == 0 and nothing["not_placed"] == {}  # never evacuated
         assert service.store.plan(nothing["id"]).document["goal"] == "return"  # type: ignore[union-attr]
+
+
+def test_a_returned_host_discards_its_copies_of_vms_restarted_elsewhere(tmp_path: Path) -> None:
+    from agents.restart import restart
+
+    with running_service(tmp_path / "vmpack.db", failover_tick_s=3600) as service:
+        team = reported(tmp_path, service)
+        one, two = team[0], team[1]
+        conn1, conn2 = one.connect(""), two.connect("")
+        xml = conn1.lookupByName("web1").XMLDesc()
+        # While kvm-01 was fenced, the failover restarted web1 on kvm-02.
+        store = service.store
+        plan = store.add_plan("failover", {"migrations": [], "placements": []}, at=0.0)
+        order = store.add_order(plan, "web1", "kvm-01", "kvm-02", 0.0,
+                                {"kind": "restart", "definition": xml})  # fmt: skip
+        store.update_order(order, "succeeded", 1.0)
+        assert store.superseded("kvm-01") == {"web1"} and store.superseded("kvm-02") == set()
+        one.beat()  # back with its old copy; the restarted one is not seen running yet: keep it
+        assert one.status.discards_done == 0 and conn1.lookupByName("web1").isActive()
+        assert restart(conn2, "web1", xml).ok
+        two.beat()
+        one.beat()
+        assert one.status.discards_done == 1
+        assert {d.name() for d in conn1.listAllDomains()} == {"db1"}  # web1 stopped, undefined
+        assert conn2.lookupByName("web1").isActive()  # the live copy is untouched
+        # Once web1 has migrated back to kvm-01, a copy there is no longer stale.
+        back = store.add_order(plan, "web1", "kvm-02", "kvm-01", 2.0, {})
+        store.update_order(back, "succeeded", 3.0)
+        assert store.superseded("kvm-01") == set()

@@ -169,9 +169,28 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         if not who.may_act_for(body.host):
             metrics.reports.labels("rejected").inc()
             raise HTTPException(403, f"host: this token reports for {who.host} only")
-        store.save_report(HostReport.from_json(body.model_dump()), at=config.clock())
+        report = HostReport.from_json(body.model_dump())
+        store.save_report(report, at=config.clock())
         metrics.reports.labels("accepted").inc()
-        return {"accepted": True}
+        return {"accepted": True, "discard": stale_copies(report)}
+
+    def stale_copies(report: HostReport) -> list[str]:
+        """Copies this host holds of VMs restarted elsewhere while it was down, once the
+        restarted copy is seen running on another host that is not down."""
+        held = {d.name for d in report.domains}
+        superseded = store.superseded(report.host) & held if held else set()
+        if not superseded:
+            return []
+        chosen, now = store.host_states(), config.clock()
+        running_elsewhere = {
+            d.name
+            for other, at in store.reports()
+            if other.host != report.host
+            and liveness(chosen.get(other.host, HostState.UP), at, now) is HostState.UP
+            for d in other.domains
+            if d.state == "running"
+        }
+        return sorted(superseded & running_elsewhere)
 
     @app.get("/v1/hosts", dependencies=[operator])
     def hosts() -> list[dict[str, Any]]:

@@ -136,6 +136,7 @@ class Store(Protocol):
     def set_fencing(self, host: str, status: str, detail: str, at: float) -> None: ...
     def clear_fencing(self, host: str) -> None: ...
     def fencing(self) -> dict[str, Fencing]: ...
+    def superseded(self, host: str) -> set[str]: ...
 
 
 class SqliteStore:
@@ -313,6 +314,20 @@ class SqliteStore:
             query += f" OR (target = ? AND {kind} = 'restart'))"
             args = [*args, host, host]
         return [_order(r) for r in self._db.execute(query + " ORDER BY id", args).fetchall()]
+
+    def superseded(self, host: str) -> set[str]:
+        """VMs restarted on another host after ``host`` failed, and not moved back to it by
+        any later order: a copy ``host`` still holds of them is stale."""
+        kind = "IFNULL(json_extract(details, '$.kind'), 'migrate')"
+        rows = self._db.execute(
+            f"SELECT vm, source, {kind} FROM orders WHERE status = 'succeeded' AND vm IN "
+            f"(SELECT vm FROM orders WHERE source = ? AND status = 'succeeded' "
+            f"AND {kind} = 'restart') ORDER BY id",
+            (host,),
+        ).fetchall()
+        last = {vm: (source, order_kind) for vm, source, order_kind in rows}
+        return {vm for vm, (source, order_kind) in last.items()
+                if order_kind == "restart" and source == host}  # fmt: skip
 
     def update_order(self, order_id: int, status: str, at: float, **fields: Any) -> OrderRecord:
         """Move an order on; a finished order (succeeded, failed, cancelled) never changes."""
