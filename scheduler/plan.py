@@ -9,6 +9,12 @@ Order comes from the move dependency graph (networkx): an edge a -> b says that 
 to the host move b leaves, so b should go first. When no move can start (a swap cycle with
 every destination full) one VM of a blocked move is parked on a host with room and goes on
 to its destination later; if no host can take it the moves are reported as unresolved.
+
+Under an HA policy that holds today, a move joins a wave only if the reserve still holds once
+the wave is done, so a plan passes through no state where a host failure strands VMs; when no
+pending move keeps it, the wave is built without that test (the plan must not stall) and the
+checker names the wave. Each test is a full reserve check, so this ordering runs on clusters
+up to ``HA_ORDERING_MAX_PAIRS`` hosts x VMs; larger plans are checked, not reordered.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from scheduler.evaluate import is_migration
+from scheduler.ha import check_ha
 from scheduler.model import Cluster, Goal, HostState, iter_moves
 from scheduler.rules import Affinity
 from scheduler.state import PlacementState
@@ -59,6 +66,32 @@ def starting_placement(cluster: Cluster) -> dict[str, str | None]:
     }
 
 
+HA_ORDERING_MAX_PAIRS = 50_000
+
+
+class _Reserve:
+    """Does the HA reserve hold once these moves are done (from where VMs are now)?"""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.location = starting_placement(cluster)
+
+    def holds_after(self, moves: list[Move]) -> bool:
+        after = self.location | {m.vm: m.target for m in moves}
+        return check_ha(self.cluster.moved_to(after)).satisfied
+
+    def done(self, wave: list[Move]) -> None:
+        self.location.update({m.vm: m.target for m in wave})
+
+
+def _reserve_of(cluster: Cluster) -> _Reserve | None:
+    if not cluster.policy.ha.required:
+        return None
+    if len(cluster.hosts) * len(cluster.vms) > HA_ORDERING_MAX_PAIRS:
+        return None
+    return _Reserve(cluster) if check_ha(cluster).satisfied else None
+
+
 def order_moves(
     cluster: Cluster, target: Mapping[str, str | None]
 ) -> tuple[list[Wave], list[Move]]:
@@ -69,8 +102,11 @@ def order_moves(
     pending = sorted(range(len(units)), key=rank.__getitem__)
     parked: set[str] = set()
     waves: list[Wave] = []
+    reserve = _reserve_of(cluster) if units else None
     while pending:
-        wave, started = _next_wave(cluster, state, units, pending)
+        wave, started = _next_wave(cluster, state, units, pending, reserve)
+        if not wave and reserve is not None:
+            wave, started = _next_wave(cluster, state, units, pending, None)
         if not wave:
             wave = _park_one(cluster, state, units, pending, parked)
             if not wave:
@@ -80,6 +116,8 @@ def order_moves(
         for move in wave:
             if move.source is not None:
                 state.remove(move.vm, move.source)
+        if reserve is not None:
+            reserve.done(wave)
         waves.append(tuple(wave))
     unresolved = [m for u in pending for m in units[u]]
     return waves, unresolved
@@ -129,7 +167,11 @@ def _rank(units: list[list[Move]]) -> dict[int, int]:
 
 
 def _next_wave(
-    cluster: Cluster, state: PlacementState, units: list[list[Move]], pending: list[int]
+    cluster: Cluster,
+    state: PlacementState,
+    units: list[list[Move]],
+    pending: list[int],
+    reserve: _Reserve | None,
 ) -> tuple[list[Move], set[int]]:
     limits = cluster.limits
     wave: list[Move] = []
@@ -140,9 +182,18 @@ def _next_wave(
         if len(wave) + len(unit) > limits.max_parallel:
             continue
         if _try_start(state, unit, per_host, limits.max_parallel_per_host):
+            if reserve is not None and not reserve.holds_after(wave + unit):
+                _undo_start(state, unit, per_host)
+                continue
             wave += unit
             started.add(u)
     return wave, started
+
+
+def _undo_start(state: PlacementState, unit: list[Move], per_host: Counter[str]) -> None:
+    for move in unit:
+        state.remove(move.vm, move.target)
+    per_host.subtract(h for m in unit for h in (m.source, m.target) if h is not None)
 
 
 def _try_start(

@@ -12,9 +12,10 @@ from scheduler.check import check_placement, check_plan
 from scheduler.engine import decide_plan
 from scheduler.ha import check_ha, reserve_by_wave
 from scheduler.model import Goal, HaPolicy, HostState
+from scheduler.plan import order_moves
 from scheduler.power import power_advice
-from scheduler.scenario import ScenarioError
-from tests.conftest import cluster_of, hosts, vm
+from scheduler.scenario import ScenarioError, load_scenario
+from tests.conftest import ROOT, cluster_of, hosts, vm
 from tests.test_properties import FAST, clusters
 
 
@@ -203,3 +204,31 @@ def test_the_reserve_is_checked_after_every_wave() -> None:
     assert reserve_by_wave(cluster, [[("g", "h1")], [("g", "h2")]]) == [
         "wave 2: HA reserve broken: losing h1 would strand 1 VMs (p)"
     ]
+
+
+def test_plans_are_ordered_so_the_reserve_holds_after_every_wave() -> None:
+    """The bundled web tier under N+1: consolidating it in the plain move order strands a VM
+    after one wave; the reserve-aware order passes through no such state."""
+    scenario = load_scenario(ROOT / "scenarios" / "web-tier-consolidation.yaml").cluster
+    cluster = replace(scenario, policy=replace(scenario.policy, ha=HaPolicy(1)))
+    assert check_ha(cluster).satisfied
+    outcome = decide_plan(cluster, Goal.CONSOLIDATE, (), FAST)
+    waves = [[(m.vm, m.target) for m in wave] for wave in outcome.plan.waves]
+    assert reserve_by_wave(outcome.cluster, waves) == []
+    assert check_plan(outcome.cluster, outcome.plan) == []
+    plain, _ = order_moves(scenario, outcome.decision.placement)  # no HA policy: plain order
+    plain_waves = [[(m.vm, m.target) for m in wave] for wave in plain]
+    assert reserve_by_wave(outcome.cluster, plain_waves) != []
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters())
+def test_reserve_aware_order_keeps_every_plan_safe(data: dict[str, Any]) -> None:
+    cluster = cluster_of(data | {"policy": {"ha": {"host_failures_to_tolerate": 1}}})
+    outcome = decide_plan(cluster, Goal.CONSOLIDATE, (), FAST)
+    assert check_plan(outcome.cluster, outcome.plan) == []
+    location = dict(outcome.cluster.current_placement)
+    for wave in outcome.plan.waves:
+        location.update({m.vm: m.target for m in wave})
+    if not outcome.plan.unresolved:  # the reordering loses no move: the waves reach the target
+        assert all(location[vm] == host for vm, host in outcome.decision.placement.items() if host)
