@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,6 +36,9 @@ class Failure:
     stranded: tuple[str, ...]  # those that found no room on the survivors
     restarts: Mapping[str, str]  # where the others would restart
     extra_hosts: int  # at least this many more hosts (of the largest model) would cover them
+    # Per resource, what the stranded VMs need beyond all the room left on the survivors;
+    # all zero when the room is there in total but split over hosts too small for them.
+    shortfall: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,18 @@ def check_ha(cluster: Cluster, policy: HaPolicy | None = None) -> HaReport:
     failures = []
     for name, hosts in groups:
         vms = tuple(vm for host in hosts for vm in residents.get(host, ()))
-        restarts = _restart_elsewhere(packer, hosts, vms)
+        restarts, room_left = _restart_elsewhere(packer, hosts, vms)
         stranded = tuple(sorted(vm for vm in vms if vm not in restarts))
         cover = _hosts_to_cover(packer, stranded)
-        failures.append(Failure(name, hosts, vms, stranded, restarts, cover))
+        needed = sum(
+            (packer.demand(vm) for vm in stranded), np.zeros(len(packer.resources), dtype=np.int64)
+        )
+        short = {
+            r: int(max(0, n - f))
+            for r, n, f in zip(packer.resources, needed, room_left, strict=True)
+        }
+        shortfall = {r: v for r, v in short.items() if v} if stranded else {}
+        failures.append(Failure(name, hosts, vms, stranded, restarts, cover, shortfall))
     return HaReport(policy, tuple(failures), exhaustive)
 
 
@@ -107,9 +118,9 @@ def _most_loaded(cluster: Cluster, hosts: list[str]) -> list[str]:
 
 def _restart_elsewhere(
     packer: Packer, hosts: tuple[str, ...], vms: tuple[str, ...]
-) -> dict[str, str]:
-    """Re-place ``vms`` with ``hosts`` closed; returns where each VM that found room went.
-    The packer is left exactly as it was found."""
+) -> tuple[dict[str, str], np.ndarray]:
+    """Re-place ``vms`` with ``hosts`` closed; returns where each VM that found room went,
+    and the room left on the open hosts per resource. The packer is left as it was found."""
     origin = {vm: packer.state.host_of(vm) for vm in vms}
     closed = np.array([packer.index[h] for h in hosts], dtype=np.int64)
     was_open = packer.open[closed].copy()
@@ -122,7 +133,8 @@ def _restart_elsewhere(
         place_pending(packer, ruled)
         place_pending(packer, [vm for vm in vms if not packer.state.rules_of.get(vm)])
         placed = {vm: packer.state.host_of(vm) for vm in vms}
-        return {vm: host for vm, host in placed.items() if host is not None}
+        room_left = np.maximum(packer.free[packer.open], 0).sum(axis=0)
+        return {vm: host for vm, host in placed.items() if host is not None}, room_left
     finally:
         for vm in vms:
             packer.unplace(vm)

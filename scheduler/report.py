@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +106,18 @@ def ha_report_to_json(report: HaReport) -> dict[str, Any]:
         "exhaustive": report.exhaustive,
         "failures": [
             {"name": f.name, "hosts": list(f.hosts), "vms": len(f.vms),
-             "stranded": list(f.stranded), "extra_hosts": f.extra_hosts}
+             "stranded": list(f.stranded), "extra_hosts": f.extra_hosts,
+             "shortfall": dict(f.shortfall)}
             for f in report.failures
         ],
     }  # fmt: skip
+
+
+def _shortfall(shortfall: Mapping[str, int]) -> str:
+    if not shortfall:
+        return "the survivors have the room in total, but no host has enough of it"
+    parts = [f"{r} {format_mib(v) if r.endswith('_mib') else v}" for r, v in shortfall.items()]
+    return "short of " + ", ".join(parts)
 
 
 def print_ha_report(report: HaReport) -> None:
@@ -129,7 +137,8 @@ def print_ha_report(report: HaReport) -> None:
         names = ", ".join(f.stranded[:8]) + (" ..." if len(f.stranded) > 8 else "")
         console.print(
             f"  [red]{f.name}[/]: {len(f.stranded)} of {len(f.vms)} VMs stranded ({names}); "
-            f"at least {f.extra_hosts} more host(s) of the largest model to cover them",
+            f"{_shortfall(f.shortfall)}; at least {f.extra_hosts} more host(s) of the largest "
+            "model to cover them",
             highlight=False,
         )
     if len(bad) > MAX_FAILURES_SHOWN:
@@ -143,7 +152,7 @@ def print_ha_report(report: HaReport) -> None:
         assert worst is not None
         console.print(
             f"[red]RESERVE MISSING[/]: {len(bad)} of {len(report.failures)} failures strand VMs; "
-            f"worst {worst.name}: {len(worst.stranded)} VMs, "
+            f"worst {worst.name}: {len(worst.stranded)} VMs, {_shortfall(worst.shortfall)}, "
             f"at least {worst.extra_hosts} more host(s)",
             highlight=False,
         )

@@ -232,3 +232,19 @@ def test_reserve_aware_order_keeps_every_plan_safe(data: dict[str, Any]) -> None
         location.update({m.vm: m.target for m in wave})
     if not outcome.plan.unresolved:  # the reordering loses no move: the waves reach the target
         assert all(location[vm] == host for vm, host in outcome.decision.placement.items() if host)
+
+
+@pytest.mark.parametrize("hosts_count, shortfall", [
+    (2, {"memory_mib": 16 * 1024}),  # the survivor has 24 GiB free for a 40 GiB VM
+    (3, {}),  # 48 GiB free on the survivors, in two pieces of 24 GiB
+])  # fmt: skip
+def test_each_stranding_failure_names_its_shortfall_per_resource(
+    hosts_count: int, shortfall: dict[str, int]
+) -> None:
+    cluster = cluster_of({
+        "name": "short", "hosts": hosts(hosts_count), "policy": {"ha": {"host_failures_to_tolerate": 1}},
+        "vms": [vm(f"v{i}", "40GiB", f"h{i}") for i in range(1, hosts_count + 1)],
+    })  # fmt: skip
+    report = check_ha(cluster)
+    assert not report.satisfied
+    assert all(dict(f.shortfall) == shortfall for f in report.failures)
