@@ -139,6 +139,9 @@ def run_maintenance(args: argparse.Namespace) -> int:
     if summary["ha_reserve_held_before"] and not summary["ha_reserve_holds"] and not args.ignore_ha:
         reasons.append(f"the HA reserve holds today and would not with {args.host} empty "
                        "(free or add capacity first, or --ignore-ha)")  # fmt: skip
+    elif summary.get("ha_reserve_breaks") and not args.ignore_ha:
+        reasons.append(f"the HA reserve would break while {args.host} empties: "
+                       f"{summary['ha_reserve_breaks'][0]} (or --ignore-ha)")  # fmt: skip
     if reasons:
         print("\n".join(reasons))
         _call(client, "POST", f"/v1/plans/{created['id']}/cancel")

@@ -9,12 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from scheduler.check import check_placement, check_plan
-from scheduler.engine import decide_plan
+from scheduler.engine import decide_plan, outcome_of
 from scheduler.ha import check_ha, reserve_by_wave
 from scheduler.model import Goal, HaPolicy, HostState
 from scheduler.plan import order_moves
 from scheduler.power import power_advice
 from scheduler.scenario import ScenarioError, load_scenario
+from scheduler.solver.search import Decision
+from scheduler.solver.solve import SolveStatus
 from tests.conftest import ROOT, cluster_of, hosts, vm
 from tests.test_properties import FAST, clusters
 
@@ -248,3 +250,17 @@ def test_each_stranding_failure_names_its_shortfall_per_resource(
     report = check_ha(cluster)
     assert not report.satisfied
     assert all(dict(f.shortfall) == shortfall for f in report.failures)
+
+
+def test_the_plan_summary_names_the_waves_that_break_the_reserve() -> None:
+    cluster = cluster_of({
+        "name": "waves", "hosts": hosts(3), "policy": {"ha": {"host_failures_to_tolerate": 1}},
+        "vms": [vm("p", "8GiB", "h1"), vm("big", "40GiB", "h2"), vm("g", "20GiB", "h3")],
+        "rules": [{"type": "pin", "vms": ["p"], "hosts": ["h1", "h2"]}],
+    })  # fmt: skip
+    target = {"p": "h1", "big": "h2", "g": "h2"}  # h2 full: losing h1 strands p
+    decision = Decision(Goal.CONSOLIDATE, cluster, target, SolveStatus.FEASIBLE, 2, 0.0, "test")
+    summary = outcome_of(decision, "waves").summary()
+    assert summary["ha_reserve_breaks"] == [
+        "wave 1: HA reserve broken: losing h1 would strand 1 VMs (p)"
+    ]
