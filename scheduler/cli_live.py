@@ -38,6 +38,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     serve.add_argument("--fence-command", default="", metavar="COMMAND",
                        help="powers a down host off; {host} is its name")  # fmt: skip
     serve.add_argument("--fence-timeout", type=float, default=60.0, metavar="SECONDS")
+    serve.add_argument("--power-off-command", default="", metavar="COMMAND",
+                       help="switches an empty host off ({host})")  # fmt: skip
+    serve.add_argument("--power-on-command", default="", metavar="COMMAND",
+                       help="switches a standby host on when room is needed ({host})")  # fmt: skip
+    serve.add_argument("--power-every", type=float, default=60.0, metavar="SECONDS")
     serve.add_argument(
         "--automation",
         choices=["recommend", "approve", "automatic"],
@@ -93,6 +98,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from scheduler.service.executor import ExecutionPolicy
     from scheduler.service.failover_watch import FencingPolicy
     from scheduler.service.liveness import Heartbeat
+    from scheduler.service.power_control import PowerPolicy
     from scheduler.service.server import Listen, make_server
     from scheduler.service.store import SqliteStore
 
@@ -114,10 +120,18 @@ def run_serve(args: argparse.Namespace) -> int:
         raise LiveInputError(f"--ha-failures: must be 0 or more, got {args.ha_failures}")
     ha = HaPolicy(args.ha_failures, args.ha_domain or None)
     policy = Policy({**Policy().overcommit, VCPUS: args.cpu_overcommit}, ha)
-    try:
-        fence = tuple(shlex.split(args.fence_command))
-    except ValueError as exc:
-        raise LiveInputError(f"--fence-command: {exc}") from None
+    commands: dict[str, tuple[str, ...]] = {}
+    for option in ("fence_command", "power_off_command", "power_on_command"):
+        try:
+            commands[option] = tuple(shlex.split(getattr(args, option)))
+        except ValueError as exc:
+            raise LiveInputError(f"--{option.replace('_', '-')}: {exc}") from None
+    if bool(commands["power_off_command"]) != bool(commands["power_on_command"]):
+        raise LiveInputError("--power-off-command: needs --power-on-command too, and back")
+    if args.power_every <= 0:
+        raise LiveInputError(f"--power-every: must be positive, got {args.power_every}")
+    fence = commands["fence_command"]
+    power = PowerPolicy(commands["power_off_command"], commands["power_on_command"])
     automation = AutomationPolicy(
         args.automation, args.consolidate_every, args.min_hosts_saved,
         args.max_moves_per_hour, args.vm_cooldown,
@@ -125,12 +139,14 @@ def run_serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         tokens, heartbeat, policy, fencing=FencingPolicy(fence, args.fence_timeout),
         execution=ExecutionPolicy(on_failure=args.on_failure), automation=automation,
+        power=power, power_tick_s=args.power_every,
     )  # fmt: skip
     app = create_app(config, SqliteStore(args.db))
     try:
         make_server(app, listen).run()
     finally:
         app.state.failover.stop()
+        app.state.power.stop()
         app.state.autopilot.stop()
         app.state.executor.shutdown()  # running plans stay "running" and resume at next start
     return 0

@@ -76,7 +76,13 @@ class SchedulerMetrics:
             "vmpack_fencing", "Fencing of down hosts by outcome", ["outcome"],
             registry=self.registry,
         )  # fmt: skip
+        self.power = Counter(
+            "vmpack_power_actions", "Hosts switched off (standby) or on, by outcome",
+            ["action", "outcome"], registry=self.registry,
+        )  # fmt: skip
         for outcome in MIGRATION_OUTCOMES:
+            self.power.labels("off", outcome)
+            self.power.labels("on", outcome)
             self.migrations.labels(outcome)
             self.restarts.labels(outcome)
             self.fencing.labels(outcome)

@@ -31,6 +31,7 @@ class HostState(enum.StrEnum):
     SUSPECT = "suspect"  # its agent stopped reporting: nothing new is placed there
     MAINTENANCE = "maintenance"
     DOWN = "down"
+    STANDBY = "standby"  # powered off on purpose (no VMs); silent, never taken for down
 
 
 class Goal(enum.StrEnum):

@@ -19,6 +19,7 @@ from scheduler.service.autopilot_loop import Autopilot
 from scheduler.service.executor import ExecutionPolicy
 from scheduler.service.failover_watch import FailoverWatch, FencingPolicy
 from scheduler.service.liveness import Heartbeat
+from scheduler.service.power_control import PowerControl, PowerPolicy
 from scheduler.service.server import Listen, make_server, serve_in_thread
 from scheduler.service.store import SqliteStore
 
@@ -42,6 +43,7 @@ class Service:
     store: SqliteStore
     failover: FailoverWatch  # tests with a clock they move call ``tick()`` themselves
     autopilot: Autopilot
+    power: PowerControl
 
     def client(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -67,6 +69,7 @@ def running_service(
     fencing: FencingPolicy | None = None,
     failover_tick_s: float = 0.2,
     automation: AutomationPolicy | None = None,
+    power: PowerPolicy | None = None,
 ) -> Iterator[Service]:
     clock = clock or Clock()
     store = SqliteStore(db)
@@ -81,6 +84,8 @@ def running_service(
         fencing=fencing or FencingPolicy(),
         failover_tick_s=failover_tick_s,
         automation=automation or AutomationPolicy(),
+        power=power or PowerPolicy(),
+        power_tick_s=3600.0,  # tests switch hosts by calling tick() themselves
     )
     port = port or free_port()
     app = create_app(config, store)
@@ -89,11 +94,12 @@ def running_service(
     thread = serve_in_thread(server)
     try:
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-        yield Service(url, clock, store, app.state.failover, app.state.autopilot)
+        yield Service(url, clock, store, app.state.failover, app.state.autopilot, app.state.power)
     finally:
         server.should_exit = True
         thread.join(10)
         app.state.failover.stop()
+        app.state.power.stop()
         app.state.autopilot.stop()
         app.state.executor.shutdown()
         app.state.executor.shutdown()

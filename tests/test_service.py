@@ -14,8 +14,9 @@ from agents.libvirt_probe import probe
 from scheduler.autopilot import AutomationPolicy
 from scheduler.check import check_plan
 from scheduler.engine import plan_from_json
-from scheduler.model import HaPolicy, Policy
+from scheduler.model import HaPolicy, HostState, Policy
 from scheduler.service.failover_watch import FencingPolicy
+from scheduler.service.power_control import PowerPolicy
 from scheduler.service.server import Listen
 from tests.lab_cluster import wait_for
 from tests.libvirt_hosts import Guest, connect, write_host
@@ -721,3 +722,58 @@ def test_a_returned_host_discards_its_copies_of_vms_restarted_elsewhere(tmp_path
         back = store.add_order(plan, "web1", "kvm-02", "kvm-01", 2.0, {})
         store.update_order(back, "succeeded", 3.0)
         assert store.superseded("kvm-01") == set()
+
+
+def test_host_power_off_when_empty_and_on_when_room_is_needed(tmp_path: Path) -> None:
+    log = tmp_path / "power.log"
+    scripts = {}
+    for action in ("off", "on"):
+        script = tmp_path / f"power-{action}.sh"
+        script.write_text(f"#!/bin/sh\necho {action} $1 >> {log}\n")
+        script.chmod(0o755)
+        scripts[action] = (str(script), "{host}")
+    power = PowerPolicy(scripts["off"], scripts["on"])
+    layout = [[Guest("a", 40960, 2)], [Guest("b", 40960, 2)], []]  # kvm-03 is empty
+    with running_service(tmp_path / "vmpack.db", power=power, failover_tick_s=3600) as service:
+        team = reported(tmp_path, service, layout)
+        ops = service.client(OPERATOR_TOKEN)
+        service.power.tick()
+        assert log.read_text() == "off kvm-03\n"
+        states = {h["name"]: h["state"] for h in ops.get("/v1/hosts").json()}
+        assert states == {"kvm-01": "up", "kvm-02": "up", "kvm-03": "standby"}
+        service.clock.now += 600  # kvm-03 is silent: expected, so never down nor fenced
+        for agent in team[:2]:
+            agent.beat()
+        assert {h["name"]: h["state"] for h in ops.get("/v1/hosts").json()}["kvm-03"] == "standby"
+        assert service.failover.down_hosts() == set()
+        metrics = ops.get("/metrics").text
+        assert 'vmpack_hosts{state="standby"} 1.0' in metrics
+        assert 'vmpack_power_actions_total{action="off",outcome="succeeded"} 1.0' in metrics
+        # 40 GiB more fits nowhere on the two hosts on: kvm-03 is switched on.
+        asked = ops.post("/v1/placements", json={"name": "big", "vcpus": 2, "memory": "40GiB"})
+        assert asked.status_code == 409
+        assert "powering kvm-03 on: retry once it reports" in asked.json()["error"]
+        assert log.read_text() == "off kvm-03\non kvm-03\n"
+        team[2].beat()  # its agent reports once the host is up
+        placed = ops.post("/v1/placements", json={"name": "big", "vcpus": 2, "memory": "40GiB"})
+        assert placed.status_code == 200 and placed.json()["host"] == "kvm-03", placed.text
+        service.power.tick()  # kvm-03 is still empty (the placement is advice): off again
+        assert log.read_text().endswith("off kvm-03\n")
+
+
+def test_host_power_keeps_the_ha_reserve(tmp_path: Path) -> None:
+    log = tmp_path / "power.log"
+    script = tmp_path / "power.sh"
+    script.write_text(f"#!/bin/sh\necho $1 $2 >> {log}\n")
+    script.chmod(0o755)
+    power = PowerPolicy((str(script), "off", "{host}"), (str(script), "on", "{host}"))
+    layout = [[Guest("a", 40960, 2)], [Guest("b", 40960, 2)], []]
+    with running_service(tmp_path / "vmpack.db", power=power, policy=Policy(ha=HaPolicy(1)),
+                         failover_tick_s=3600) as service:  # fmt: skip
+        reported(tmp_path, service, layout)
+        service.power.tick()  # losing kvm-01 or kvm-02 needs kvm-03's room: it stays on
+        assert not log.exists()
+        service.store.set_host_state("kvm-03", HostState.STANDBY)  # switched off by hand
+        service.power.tick()  # the reserve no longer holds: kvm-03 comes back
+        assert log.read_text().split()[-2:] == ["on", "kvm-03"]
+        assert service.store.host_states()["kvm-03"] is HostState.UP

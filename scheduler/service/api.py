@@ -49,6 +49,7 @@ from scheduler.service.executor import ExecutionPolicy, Executor
 from scheduler.service.failover_watch import FailoverWatch, FencingPolicy
 from scheduler.service.inventory import snapshot
 from scheduler.service.liveness import Heartbeat
+from scheduler.service.power_control import PowerControl, PowerPolicy
 from scheduler.service.store import Store
 from scheduler.service.watch import LastValue, running_plan_idle_s
 from scheduler.solver.search import SearchOptions, decide
@@ -74,6 +75,8 @@ class ServiceConfig:
     fencing: FencingPolicy = field(default_factory=FencingPolicy)
     automation: AutomationPolicy = field(default_factory=AutomationPolicy)
     failover_tick_s: float = 1.0
+    power: PowerPolicy = field(default_factory=PowerPolicy)
+    power_tick_s: float = 60.0
 
 
 def create_app(config: ServiceConfig, store: Store) -> FastAPI:
@@ -101,7 +104,11 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         """Cheap: from report times alone (the failover watch asks every second)."""
         now = config.clock()
         times = store.report_times()
-        return {h for h, at in times.items() if liveness(HostState.UP, at, now) is HostState.DOWN}
+        chosen = store.host_states()
+        return {
+            h for h, at in times.items()
+            if liveness(chosen.get(h, HostState.UP), at, now) is HostState.DOWN
+        }  # fmt: skip
 
     ha_reports = LastValue(check_ha)
 
@@ -141,6 +148,13 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
     )  # fmt: skip
     app.state.failover = failover
     failover.start(config.failover_tick_s)
+    power = PowerControl(
+        store, lambda: current()[0], config.power,
+        lambda action, outcome: metrics.power.labels(action, outcome).inc(),
+    )  # fmt: skip
+    failover.need_room = power.power_on
+    app.state.power = power
+    power.start(config.power_tick_s)
     autopilot = Autopilot(
         store, lambda: current()[0], config.clock, config.automation, executor.start,
         lambda goal, outcome: metrics.plan_decided(
@@ -244,6 +258,9 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         host = placement.get(body.name)
         if host is None:
             why = refused.get(body.name) or why_not_placed(asking, decision.placement, body.name)
+            switched_on = power.power_on(f"no room to place {body.name}")
+            if switched_on is not None:
+                why += f"; powering {switched_on} on: retry once it reports"
             raise HTTPException(409, f"no host: {why}")
         return {"vm": body.name, "host": host}
 

@@ -43,8 +43,11 @@ class FencingPolicy:
     max_down_share: float = 0.5
 
 
-def run_fencing(command: tuple[str, ...], host: str, timeout_s: float) -> tuple[bool, str]:
-    """Run the fencing command for ``host``: (succeeded, what happened, in one line)."""
+def run_fencing(
+    command: tuple[str, ...], host: str, timeout_s: float, what: str = "fencing command"
+) -> tuple[bool, str]:
+    """Run a host command (fencing, power) for ``host``: (succeeded, what happened, in one
+    line)."""
     argv = [part.replace("{host}", host) for part in command]
     try:
         done = subprocess.run(
@@ -52,11 +55,11 @@ def run_fencing(command: tuple[str, ...], host: str, timeout_s: float) -> tuple[
             env={**os.environ, "VMPACK_HOST": host}, check=False,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"fencing command: {exc}"
+        return False, f"{what}: {exc}"
     if done.returncode != 0:
         said = (done.stderr.strip() or done.stdout.strip()).splitlines()
-        return False, f"fencing command exited {done.returncode}: {said[-1] if said else ''}"
-    return True, "fencing command succeeded"
+        return False, f"{what} exited {done.returncode}: {said[-1] if said else ''}"
+    return True, f"{what} succeeded"
 
 
 class FailoverWatch:
@@ -74,6 +77,7 @@ class FailoverWatch:
         self.store, self.snapshot, self.clock, self.policy = store, snapshot, clock, policy
         self.down_hosts = down_hosts
         self.start_plan, self.on_fencing, self.options = start_plan, on_fencing, options
+        self.need_room: Callable[[str], object] = lambda _why: None  # e.g. power a host on
         self._ticker = Ticker("failover", self.tick)
         self._last_attempt: tuple[Hashable, float] | None = None
 
@@ -143,6 +147,8 @@ class FailoverWatch:
         # The VMs of a down host that is not fenced may still run: they stay out of it.
         view = cluster.replace_vms(v for v in cluster.vms if v.host not in unfenced)
         result = decide_failover(view, fenced, self.options)
+        if result.not_restarted:
+            self.need_room(f"{len(result.not_restarted)} VMs of failed hosts found no room")
         if not result.restarts:
             return
         document = failover_document(plan_to_json(result.outcome), view, result)

@@ -22,6 +22,8 @@ class Heartbeat:
             raise ValueError("heartbeat: need 0 < suspect_after_s < down_after_s")
 
     def state(self, operator_state: HostState, reported_at: float | None, now: float) -> HostState:
+        if operator_state is HostState.STANDBY:
+            return operator_state  # switched off on purpose: its silence is expected
         if reported_at is None:
             return HostState.DOWN
         age = now - reported_at

@@ -1,0 +1,100 @@
+"""Host power in the live service (off unless both commands are configured).
+
+- Off: when no plan is running or waiting, the hosts the power advice names (empty, up, and
+  not needed for the HA reserve) are switched off by the power-off command (``{host}`` in it
+  is the host's name) and marked ``standby``: they take no VMs, and their silence is expected,
+  so they are never taken for down nor fenced.
+- On: when a placement finds no room, when a failover leaves VMs without room, or when the
+  HA reserve no longer holds, the largest standby host is switched on by the power-on command
+  and marked ``up``; it takes VMs once its agent reports.
+
+A command that fails leaves the host as it was; the reason is logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from scheduler.ha import check_ha
+from scheduler.model import Cluster, HostState
+from scheduler.power import power_advice
+from scheduler.service.failover_watch import run_fencing
+from scheduler.service.store import Store
+from scheduler.service.ticker import Ticker
+
+log = logging.getLogger("vmpack.power")
+BUSY = ("approved", "running")
+
+
+@dataclass(frozen=True)
+class PowerPolicy:
+    off_command: tuple[str, ...] = ()
+    on_command: tuple[str, ...] = ()
+    timeout_s: float = 120.0
+    max_off_per_tick: int = 4
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.off_command and self.on_command)
+
+
+class PowerControl:
+    def __init__(
+        self,
+        store: Store,
+        snapshot: Callable[[], Cluster],
+        policy: PowerPolicy,
+        counted: Callable[[str, str], None],  # (action, outcome)
+    ) -> None:
+        self.store, self.snapshot, self.policy, self.counted = store, snapshot, policy, counted
+        self._lock = threading.Lock()
+        self._ticker = Ticker("power", self.tick)
+
+    def start(self, tick_s: float) -> None:
+        if self.policy.enabled:
+            self._ticker.start(tick_s)
+
+    def stop(self) -> None:
+        self._ticker.stop()
+
+    def tick(self) -> None:
+        if not self.policy.enabled:
+            return
+        cluster = self.snapshot()
+        if cluster.policy.ha.required and not check_ha(cluster).satisfied:
+            self.power_on("the HA reserve does not hold")
+            return
+        if any(p.status in BUSY for p in self.store.plans()):
+            return  # hosts a plan is about to use stay on
+        advice = power_advice(cluster, cluster.current_placement)
+        for host in list(advice.power_off)[: self.policy.max_off_per_tick]:
+            self._switch(host, "off", HostState.STANDBY)
+
+    def power_on(self, why: str) -> str | None:
+        """Switch on the largest standby host; its name, or None if there is none (or the
+        command failed)."""
+        if not self.policy.enabled:
+            return None
+        cluster = self.snapshot()
+        standby = [h for h in cluster.hosts if h.state is HostState.STANDBY]
+        for host in sorted(standby, key=lambda h: (-sum(h.capacity.values()), h.name)):
+            if self._switch(host.name, "on", HostState.UP):
+                log.warning("powered %s on: %s", host.name, why)
+                return host.name
+        return None
+
+    def _switch(self, host: str, action: str, state: HostState) -> bool:
+        command = self.policy.off_command if action == "off" else self.policy.on_command
+        with self._lock:
+            ok, detail = run_fencing(
+                command, host, self.policy.timeout_s, f"power-{action} command"
+            )
+            self.counted(action, "succeeded" if ok else "failed")
+            if not ok:
+                log.warning("power %s %s failed: %s", action, host, detail)
+                return False
+            self.store.set_host_state(host, state)
+            return True
