@@ -64,9 +64,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--vm-share", type=float, default=1.0, help="azure: keep this share of arrivals"
     )
     cmd.add_argument("--check", action="store_true", help="verify every vmpack plan by the checker")
-    cmd.add_argument("--html", type=Path, help="write a one-file HTML report")
-    cmd.add_argument("--plots", type=Path, help="write the plots into this directory")
-    cmd.add_argument("--plot-format", choices=("png", "svg"), default="png")
+    pictures.add_report_arguments(cmd)
     cmd.add_argument("--json", action="store_true", help="print the figures as JSON")
     cmd.set_defaults(run=run)
 
@@ -120,9 +118,7 @@ def run(args: argparse.Namespace) -> int:
         text = report.html(results, trace, len(hosts), settings, {"hosts": args.hosts or "default"})
         args.html.write_text(text, encoding="utf-8")
     if args.plots:
-        args.plots.mkdir(parents=True, exist_ok=True)
-        for name, (_, make) in report.figures(results).items():
-            pictures.save(make(), args.plots / f"{name}.{args.plot_format}")
+        pictures.save_all(report.figures(results), args.plots, args.plot_format)
     if args.json:
         print(
             json.dumps(

@@ -8,7 +8,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -50,9 +49,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], load: 
     )
     cmd.add_argument("--seed", type=int, default=0)
     cmd.add_argument("--json", action="store_true", help="print every answer as JSON")
-    cmd.add_argument("--html", type=Path, help="write a one-file HTML report")
-    cmd.add_argument("--plots", type=Path, help="write the plot into this directory")
-    cmd.add_argument("--plot-format", choices=("png", "svg"), default="png")
+    pictures.add_report_arguments(cmd)
 
     def run(args: argparse.Namespace) -> int:
         scenario, name = load(args.scenario)
@@ -96,8 +93,8 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], load: 
             notes = [f"{len(cases)} cases of {name} on {where} in {wall:.1f} s"]
             args.html.write_text(sweep_html(results, f"Sweep of {name}", notes), encoding="utf-8")
         if args.plots:
-            args.plots.mkdir(parents=True, exist_ok=True)
-            pictures.save(sweep_figure(results), args.plots / f"sweep.{args.plot_format}")
+            figures = {"sweep": ("Hosts needed per case", lambda: sweep_figure(results))}
+            pictures.save_all(figures, args.plots, args.plot_format)
         return 0
 
     cmd.set_defaults(run=run)

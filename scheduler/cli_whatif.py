@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -43,7 +42,7 @@ def add_command(
     whatif.add_argument("--workers", type=int, default=0)
     whatif.add_argument("--seed", type=int, default=0)
     whatif.add_argument("--json", action="store_true", help="print the answer as JSON")
-    add_report_arguments(whatif)
+    pictures.add_report_arguments(whatif)
 
     def run(args: argparse.Namespace) -> int:
         scenario, _ = load(args.scenario)
@@ -61,21 +60,13 @@ def add_command(
     whatif.set_defaults(run=run)
 
 
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--html", type=Path, help="write a one-file HTML report")
-    parser.add_argument("--plots", type=Path, help="write the plots into this directory")
-    parser.add_argument("--plot-format", choices=("png", "svg"), default="png")
-
-
 def write_reports(args: argparse.Namespace, result: Answer, question: str) -> None:
     figures = answer_figures(result)
     if args.html:
         svgs = {caption: pictures.svg(make()) for caption, make in figures.values()}
         args.html.write_text(answer_html(result, question, svgs), encoding="utf-8")
     if args.plots:
-        args.plots.mkdir(parents=True, exist_ok=True)
-        for name, (_, make) in figures.items():
-            pictures.save(make(), args.plots / f"{name}.{args.plot_format}")
+        pictures.save_all(figures, args.plots, args.plot_format)
 
 
 def print_answer(result: Answer, changes: Changes) -> None:

@@ -3,8 +3,9 @@ figure, which ``svg`` inlines into an HTML report and ``save`` writes as PNG or 
 
 from __future__ import annotations
 
+import argparse
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,23 @@ def save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, format=path.suffix.lstrip(".").lower(), bbox_inches="tight", dpi=110)
     plt.close(fig)
     return path
+
+
+Figures = Mapping[str, tuple[str, Callable[[], Figure]]]  # name -> (caption, figure maker)
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The report options every command that draws shares."""
+    parser.add_argument("--html", type=Path, help="write a one-file HTML report")
+    parser.add_argument("--plots", type=Path, help="write the plots into this directory")
+    parser.add_argument("--plot-format", choices=("png", "svg"), default="png")
+
+
+def save_all(figures: Figures, directory: Path, suffix: str) -> None:
+    """Each figure as ``<name>.<suffix>`` in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, (_, make) in figures.items():
+        save(make(), directory / f"{name}.{suffix}")
 
 
 def over_time(
