@@ -88,7 +88,7 @@ class _Loads:
         self.received: set[int] = set()
 
     def active(self) -> np.ndarray:
-        return self.fleet.loads(np.ones(len(self.target)), self.target) > 0
+        return self.fleet.busy(self.target)
 
     def vms_on(self, host: int) -> list[int]:
         return [int(v) for v in np.flatnonzero(self.target == host)]
@@ -141,11 +141,11 @@ class Vmpack:
         budget = self.max_moves
         if budget is None:
             budget = max(1, math.ceil(self.move_share * len(fleet.running)))
-        cluster = snapshot(fleet, budget)
         target = fleet.host_of.copy()
         overloaded = bool((fleet.loads(fleet.forecast_mhz) > _cpu_capacity(fleet)).any())
         if self.triggered and not overloaded and not self._underused(fleet):
             return target
+        cluster = snapshot(fleet, budget)
         settings = SolverSettings(self.time_limit_s, self.workers, self.seed)
         outcome = decide_plan(cluster, Goal.CONSOLIDATE, (), SearchOptions(settings))
         if self.check and (problems := check_plan(outcome.cluster, outcome.plan)):
@@ -160,7 +160,7 @@ class Vmpack:
 
     def _underused(self, fleet: Fleet) -> bool:
         """Some active host is forecast below ``lower`` of its CPU and of its memory."""
-        busy = fleet.loads(np.ones(len(fleet.host_of))) > 0
+        busy = fleet.busy()
         cpu = fleet.loads(fleet.forecast_mhz) / fleet.cpu_mhz
         memory = fleet.loads(fleet.trace.memory_mib.astype(float)) / fleet.memory_mib
         return bool((busy & (cpu < self.lower) & (memory < self.lower)).any())

@@ -55,6 +55,10 @@ class Fleet:
     def running(self) -> np.ndarray:
         return np.flatnonzero(self.host_of >= 0)
 
+    def busy(self, host_of: np.ndarray | None = None) -> np.ndarray:
+        """Per host: does it run a VM (and so draw power)?"""
+        return self.loads(np.ones(len(self.host_of)), host_of) > 0
+
     def loads(self, amounts: np.ndarray, host_of: np.ndarray | None = None) -> np.ndarray:
         where = self.host_of if host_of is None else host_of
         placed = where >= 0
@@ -133,12 +137,13 @@ def replay(
     for step in range(trace.steps):
         alive = trace.alive(step)
         host_of[~alive] = -1
-        fleet.step, fleet.forecast_mhz = step, forecast(trace, step, settings.decide_every)
+        fleet.step = step
         arriving = np.flatnonzero(alive & (host_of < 0))
         if arriving.size:
             place_reserved(fleet, arriving)
         moved = np.zeros(trace.vm_count, dtype=bool)
         if step > 0 and step % settings.decide_every == 0:
+            fleet.forecast_mhz = forecast(trace, step, settings.decide_every)
             began = time.monotonic()
             target = policy.decide(fleet)
             result.decision_s += time.monotonic() - began
@@ -163,8 +168,7 @@ def _measure(
     trace, settings, host_of = fleet.trace, fleet.settings, fleet.host_of
     usage = trace.usage_mhz[:, step]
     demand = fleet.loads(usage)
-    vm_count = np.bincount(host_of[host_of >= 0], minlength=len(fleet.hosts))
-    active = vm_count > 0
+    active = fleet.busy()
     share = demand / fleet.cpu_mhz
     overloaded: np.ndarray = active & (share > settings.overload_at)
     saturated = active & (share > 1.0)
@@ -216,7 +220,7 @@ def place_reserved(fleet: Fleet, vms: np.ndarray) -> None:
     trace, host_of = fleet.trace, fleet.host_of
     cpu_free = fleet.cpu_mhz - fleet.loads(trace.cpu_mhz.astype(float))
     mem_free = fleet.memory_mib - fleet.loads(trace.memory_mib.astype(float)).astype(np.int64)
-    on = fleet.loads(np.ones(trace.vm_count)) > 0
+    on = fleet.busy()
     for vm in sorted(vms, key=lambda v: -int(trace.memory_mib[v])):
         fits = (cpu_free >= trace.cpu_mhz[vm]) & (mem_free >= trace.memory_mib[vm])
         candidates = np.flatnonzero(fits & on)

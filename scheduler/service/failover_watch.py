@@ -43,7 +43,7 @@ class FencingPolicy:
     max_down_share: float = 0.5
 
 
-def run_fencing(
+def run_host_command(
     command: tuple[str, ...], host: str, timeout_s: float, what: str = "fencing command"
 ) -> tuple[bool, str]:
     """Run a host command (fencing, power) for ``host``: (succeeded, what happened, in one
@@ -126,7 +126,7 @@ class FailoverWatch:
             detail = "no fencing command configured: confirm the host is off"
             self.store.set_fencing(host, "failed", detail, self.clock())
             return
-        ok, detail = run_fencing(self.policy.command, host, self.policy.timeout_s)
+        ok, detail = run_host_command(self.policy.command, host, self.policy.timeout_s)
         self.store.set_fencing(host, "fenced" if ok else "failed", detail, self.clock())
         self.on_fencing("succeeded" if ok else "failed")
         log.log(logging.INFO if ok else logging.WARNING, "fencing %s: %s", host, detail)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from scheduler.ha import check_ha
 from scheduler.model import Cluster, HostState
 from scheduler.power import power_advice
-from scheduler.service.failover_watch import run_fencing
+from scheduler.service.failover_watch import run_host_command
 from scheduler.service.store import Store
 from scheduler.service.ticker import Ticker
 
@@ -89,7 +89,7 @@ class PowerControl:
     def _switch(self, host: str, action: str, state: HostState) -> bool:
         command = self.policy.off_command if action == "off" else self.policy.on_command
         with self._lock:
-            ok, detail = run_fencing(
+            ok, detail = run_host_command(
                 command, host, self.policy.timeout_s, f"power-{action} command"
             )
             self.counted(action, "succeeded" if ok else "failed")
