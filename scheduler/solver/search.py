@@ -1,6 +1,7 @@
 """From a snapshot and a goal to a target placement.
 
-    greedy start  ->  one CP-SAT model of the whole cluster      (small enough)
+    greedy start  ->  closing hosts by tabu search               (consolidation)
+                  ->  one CP-SAT model of the whole cluster      (small enough)
                   ->  large-neighbourhood search of sub-models   (otherwise)
 
 The greedy start is always a valid placement, so a time limit never leaves us empty-handed;
@@ -18,7 +19,9 @@ from scheduler.model import Cluster, Goal, HostState
 from scheduler.rules import Rule
 from scheduler.solver import lns
 from scheduler.solver.bounds import active_hosts_lower_bound
+from scheduler.solver.elimination import Budget
 from scheduler.solver.encoding import Encoding, Scope
+from scheduler.solver.fewer_hosts import STEPS_PER_SECOND, fewer_hosts
 from scheduler.solver.greedy import (
     Packer,
     empty_hosts,
@@ -31,6 +34,7 @@ from scheduler.solver.keep_set import keep_set_start
 from scheduler.solver.solve import SolverSettings, SolveStatus, solve
 from scheduler.state import statically_allowed
 
+MIN_MODEL_S = 0.5  # the model always gets a moment, even after a slow start
 REPACK_MAX_VMS = 3_000  # larger clusters: packing from scratch costs seconds and moves everything
 Progress = Callable[[str, float], None]  # (what is happening, fraction of the time used)
 
@@ -75,14 +79,24 @@ def decide(
     options = options or SearchOptions()
     started = time.monotonic()
     cluster = for_goal(cluster, goal, evacuate)
-    start = greedy_start(
-        cluster, goal, options.solver.time_limit_s / 2, options.solver.deterministic
-    )
+    settings = options.solver
+    start = greedy_start(cluster, goal, settings.time_limit_s / 2, settings.deterministic)
+    half = settings.time_limit_s / 2
+    if goal is Goal.CONSOLIDATE:
+        _report(options, "closing hosts", 0.0)
+        steps = int(STEPS_PER_SECOND * half) if settings.deterministic else None
+        start = _fewest_hosts(cluster, goal, start, Budget(started + half, steps), settings.seed)
     scope = whole_scope(cluster, goal, start)
     pairs = sum(len(c) for c in scope.candidates.values())
     if pairs <= options.full_model_max_pairs:
         _report(options, f"solving one model: {len(scope.free)} VMs, {pairs} choices", 0.0)
-        result = solve(Encoding(cluster, scope), goal, options.solver, hint=start)
+        left = started + settings.time_limit_s - time.monotonic()
+        # Repeatable runs give the model its share whatever the clock says.
+        share = half if goal is Goal.CONSOLIDATE else settings.time_limit_s
+        limit = share if settings.deterministic else max(MIN_MODEL_S, left)
+        result = solve(
+            Encoding(cluster, scope), goal, replace(settings, time_limit_s=limit), hint=start
+        )
         placement = result.placement if result.placement is not None else start
         bound = _placed_bound(cluster, placement)
         proven = result.tier_bounds
@@ -191,6 +205,18 @@ def greedy_start(
         p for p in starts[1:] if _within_budget(cluster, p) and _keeps_running(cluster, p)
     ]
     return min(starts, key=lambda p: score(cluster, goal, p))
+
+
+def _fewest_hosts(
+    cluster: Cluster, goal: Goal, start: dict[str, str | None], budget: Budget, seed: int
+) -> dict[str, str | None]:
+    """The start, or a packing on fewer hosts that stays within the move budget."""
+    tighter = fewer_hosts(cluster, start, budget, seed)
+    if _within_budget(cluster, tighter) and score(cluster, goal, tighter) < score(
+        cluster, goal, start
+    ):
+        return tighter
+    return start
 
 
 def _keeps_running(cluster: Cluster, placement: Mapping[str, str | None]) -> bool:

@@ -1,0 +1,223 @@
+"""Closing hosts one at a time: a tabu search with ejections, after the consistent
+neighbourhood search of Buljubašić & Vasquez for vector packing (Comput. Oper. Res. 2016).
+
+From a packing on m hosts, close the three least-loaded hosts and put their VMs in a pool.
+Then, step by step, bring pool VMs back onto open hosts:
+
+- a *swap* brings one or two pool VMs onto a host and ejects at most two of its VMs into the
+  pool, when that packs more (the pool's total size shrinks);
+- when no swap packs more, a *tabu move* inserts one pool VM and ejects the cheapest VMs
+  that make room, even if the pool grows; a VM costs the square of its size, so large VMs
+  get packed and the pool holds small ones, which fit anywhere later;
+- an ejected VM may not return to that host for a few steps (the tabu list), which keeps
+  the search from undoing its own moves.
+
+As soon as the pool fits on two of the three closed hosts, a packing on m - 1 hosts is
+found, and the next hosts are closed. The search stops at a lower bound, a deadline, a
+number of steps (which makes it repeatable), or when the pool has not shrunk for long.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+CLOSED = 3  # hosts emptied at once; the pool must fit on all but one of them
+TENURE = (10, 30)  # steps an ejected VM stays away from its host, drawn at random
+SWAP_PAIRS = 12  # pairs of pool VMs tried together per step
+STALL_STEPS = 500  # give up on these closed hosts after this many steps without progress
+
+
+@dataclass(frozen=True)
+class Packing:
+    """What the search may change: VMs (rows of ``sizes``) onto hosts (rows of ``room``)."""
+
+    room: np.ndarray  # hosts x resources: capacity left by the VMs that stay where they are
+    sizes: np.ndarray  # vms x resources
+    allowed: np.ndarray  # vms x hosts, boolean
+    always_on: np.ndarray  # hosts active whatever happens (they keep VMs that stay)
+
+
+@dataclass(frozen=True)
+class Budget:
+    deadline: float  # time.monotonic() value
+    steps: int | None = None  # also stop after this many steps (repeatable runs)
+
+
+def active_count(packing: Packing, assignment: np.ndarray) -> int:
+    used = packing.always_on.copy()
+    used[assignment] = True
+    return int(used.sum())
+
+
+def close_hosts(
+    packing: Packing, assignment: np.ndarray, floor: int, budget: Budget, seed: int = 0
+) -> np.ndarray:
+    """A packing of the same VMs on fewer hosts, or ``assignment`` itself; never below
+    ``floor`` (a lower bound). ``assignment`` maps each VM to a host index."""
+    rng = np.random.default_rng(seed)
+    best = assignment.copy()
+    steps_left = [budget.steps if budget.steps is not None else np.iinfo(np.int64).max]
+    while active_count(packing, best) > floor and time.monotonic() < budget.deadline:
+        found = _Search(packing, best, rng).close_one(budget.deadline, steps_left)
+        if found is None:
+            break
+        best = found
+    return best
+
+
+class _Search:
+    def __init__(self, packing: Packing, assignment: np.ndarray, rng: np.random.Generator):
+        self.p = packing
+        self.rng = rng
+        self.scale = np.maximum(packing.room.max(axis=0), 1).astype(np.float64)
+        self.size_weight = (packing.sizes / self.scale).sum(axis=1)
+        self.cost = self.size_weight**2
+        self.at = assignment.copy()
+        self.free = packing.room.copy()
+        np.subtract.at(self.free, self.at, packing.sizes)
+        self.members: list[list[int]] = [[] for _ in range(len(packing.room))]
+        for vm, host in enumerate(self.at):
+            self.members[host].append(vm)
+        self.open = packing.always_on | np.array([bool(m) for m in self.members])
+        self.closed = np.zeros(0, dtype=np.int64)
+        self.pool: list[int] = []
+        self.tabu: dict[int, dict[int, int]] = {}  # vm -> host -> first step it may return
+        self.step = 0
+        self._ways_of: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def close_one(self, deadline: float, steps_left: list[int]) -> np.ndarray | None:
+        loads = np.array([self.cost[m].sum() for m in self.members])
+        closable = np.flatnonzero(self.open & ~self.p.always_on)
+        if closable.size == 0:
+            return None
+        self.closed = closable[np.argsort(loads[closable], kind="stable")[:CLOSED]]
+        self.open[self.closed] = False
+        for closed in self.closed:
+            for vm in list(self.members[closed]):
+                self._take_out(vm)
+        patience = max(STALL_STEPS, 20 * len(self.at))
+        best, since = np.inf, 0
+        while time.monotonic() < deadline and steps_left[0] > 0 and since < patience:
+            home = self._home_for_pool()
+            if home is not None:
+                for vm, host in home.items():
+                    self._put(vm, host)
+                return self.at
+            steps_left[0] -= 1
+            self._move()
+            pool = float(self.size_weight[self.pool].sum())
+            best, since = (pool, 0) if pool < best - 1e-9 else (best, since + 1)
+        return None
+
+    def _home_for_pool(self) -> dict[int, int] | None:
+        """Closed hosts for every pool VM, leaving one closed host empty (first fit, largest
+        first); None if the pool does not fit that way."""
+        keep = self.closed[:-1]
+        free = self.free[keep].copy()
+        home: dict[int, int] = {}
+        for vm in sorted(self.pool, key=lambda v: -self.cost[v]):
+            fits = (free >= self.p.sizes[vm]).all(axis=1) & self.p.allowed[vm, keep]
+            if not fits.any():
+                return None
+            k = int(np.argmax(fits))
+            free[k] -= self.p.sizes[vm]
+            home[vm] = int(keep[k])
+        return home
+
+    def _take_out(self, vm: int) -> None:
+        host = int(self.at[vm])
+        self.free[host] += self.p.sizes[vm]
+        self.members[host].remove(vm)
+        self._changed(host)
+        self.at[vm] = -1
+        self.pool.append(vm)
+
+    def _put(self, vm: int, host: int) -> None:
+        self.pool.remove(vm)
+        self.free[host] -= self.p.sizes[vm]
+        self.members[host].append(vm)
+        self._changed(host)
+        self.at[vm] = host
+
+    def _changed(self, host: int) -> None:
+        self._ways_of.pop(host, None)
+        self._table = None
+
+    def _move(self) -> None:
+        """One step: the swap that packs the most, else the tabu move whose ejections cost
+        least; then every pool VM that fits somewhere as it is."""
+        self.step += 1
+        pairs = list(itertools.combinations(self.pool, 2))
+        if len(pairs) > SWAP_PAIRS:
+            pairs = [pairs[k] for k in self.rng.choice(len(pairs), SWAP_PAIRS, replace=False)]
+        groups = [(vm,) for vm in self.pool] + pairs
+        host, room, out = self._ejections()
+        if len(host) == 0:
+            return  # every host is closed: nothing can move
+        vectors = np.array([self.p.sizes[list(g)].sum(axis=0) for g in groups])
+        receivers = np.array([self._receivers(g) for g in groups])[:, host]
+        left = (self.free[host] + room)[None, :, :] - vectors[:, None, :]  # groups x ways x res
+        fits = receivers & (left >= 0).all(axis=2)
+        tightness = 1e-6 * (left / self.scale).sum(axis=2)  # on ties, the tighter fit
+        noise = 1e-9 * self.rng.random(fits.shape)  # and then chance
+        passes = ((self.size_weight, len(groups), -1e-7), (self.cost, len(self.pool), np.inf))
+        for weight, rows, better_than in passes:
+            ejected = np.where(out >= 0, weight[out], 0.0).sum(axis=1)
+            entering = np.array([weight[list(g)].sum() for g in groups[:rows]])
+            change = ejected[None, :] - entering[:, None] + tightness[:rows] + noise[:rows]
+            change = np.where(fits[:rows], change, np.inf)
+            g, k = np.unravel_index(int(np.argmin(change)), change.shape)
+            if change[g, k] < better_than:
+                target = int(host[k])
+                for vm in out[k][out[k] >= 0]:
+                    self._take_out(int(vm))
+                    self.tabu.setdefault(int(vm), {})[target] = self.step + int(
+                        self.rng.integers(*TENURE)
+                    )
+                for vm in groups[g]:
+                    self._put(vm, target)
+                break
+        self._fit_pool()
+
+    def _receivers(self, group: tuple[int, ...]) -> np.ndarray:
+        mask: np.ndarray = self.open.copy()
+        for vm in group:
+            mask &= self.p.allowed[vm]
+            for host, until in self.tabu.get(vm, {}).items():
+                if until > self.step:
+                    mask[host] = False
+        return mask
+
+    def _fit_pool(self) -> None:
+        for vm in sorted(self.pool, key=lambda v: -self.cost[v]):
+            fits = self._receivers((vm,)) & (self.free >= self.p.sizes[vm]).all(axis=1)
+            hosts = np.flatnonzero(fits)
+            if hosts.size:
+                slack = ((self.free[hosts] - self.p.sizes[vm]) / self.scale).sum(axis=1)
+                self._put(vm, int(hosts[np.argmin(slack)]))
+
+    def _ejections(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every way to make room on an open host: eject nothing, one VM or two VMs. As rows:
+        the host, the room made (resources) and the VMs ejected (two columns, -1: none)."""
+        if self._table is None:
+            parts = []
+            for host in map(int, np.flatnonzero(self.open)):
+                if host not in self._ways_of:
+                    members = self.members[host]
+                    rows = [(-1, -1)] + [(vm, -1) for vm in members]
+                    rows += list(itertools.combinations(members, 2))
+                    out = np.array(rows, dtype=np.int64)
+                    room = np.where(out[:, :, None] >= 0, self.p.sizes[out], 0).sum(axis=1)
+                    self._ways_of[host] = (np.full(len(out), host), room, out)
+                parts.append(self._ways_of[host])
+            if not parts:
+                empty = np.zeros(0, dtype=np.int64)
+                return empty, np.zeros((0, self.free.shape[1]), dtype=np.int64), empty
+            hosts, rooms, outs = zip(*parts, strict=True)
+            self._table = (np.concatenate(hosts), np.concatenate(rooms), np.concatenate(outs))
+        return self._table
