@@ -29,6 +29,8 @@ CLOSED = 3  # hosts emptied at once; the pool must fit on all but one of them
 TENURE = (10, 30)  # steps an ejected VM stays away from its host, drawn at random
 SWAP_PAIRS = 12  # pairs of pool VMs tried together per step
 STALL_STEPS = 500  # give up on these closed hosts after this many steps without progress
+PENALTY_GROWTH = 1.02  # each step in the pool makes a VM dearer to eject again
+MAX_FAILURES = 30  # closing tries in a row that may fail before the search stops
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,15 @@ def close_hosts(
     rng = np.random.default_rng(seed)
     best = assignment.copy()
     steps_left = [budget.steps if budget.steps is not None else np.iinfo(np.int64).max]
-    while active_count(packing, best) > floor and time.monotonic() < budget.deadline:
-        found = _Search(packing, best, rng).close_one(budget.deadline, steps_left)
-        if found is None:
+    failures = 0
+    while active_count(packing, best) > floor and failures < MAX_FAILURES:
+        if time.monotonic() >= budget.deadline or steps_left[0] <= 0:
             break
-        best = found
+        found = _Search(packing, best, rng).close_one(budget.deadline, steps_left, failures)
+        if found is None:
+            failures += 1  # try other hosts: those a little less empty
+        else:
+            best, failures = found, 0
     return best
 
 
@@ -76,6 +82,7 @@ class _Search:
         self.scale = np.maximum(packing.room.max(axis=0), 1).astype(np.float64)
         self.size_weight = (packing.sizes / self.scale).sum(axis=1)
         self.cost = self.size_weight**2
+        self.penalty = np.ones(len(packing.sizes))
         self.at = assignment.copy()
         self.free = packing.room.copy()
         np.subtract.at(self.free, self.at, packing.sizes)
@@ -90,12 +97,18 @@ class _Search:
         self._ways_of: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def close_one(self, deadline: float, steps_left: list[int]) -> np.ndarray | None:
+    def close_one(self, deadline: float, steps_left: list[int], failures: int) -> np.ndarray | None:
+        """Close hosts and search until the pool fits; the first try closes the least-loaded
+        hosts, and each failure widens the choice to a few more, drawn at random."""
         loads = np.array([self.cost[m].sum() for m in self.members])
         closable = np.flatnonzero(self.open & ~self.p.always_on)
         if closable.size == 0:
             return None
-        self.closed = closable[np.argsort(loads[closable], kind="stable")[:CLOSED]]
+        closable = closable[np.argsort(loads[closable], kind="stable")]
+        if failures:
+            choice = closable[: CLOSED + 2 * failures]
+            closable = self.rng.choice(choice, min(CLOSED, len(choice)), replace=False)
+        self.closed = closable[:CLOSED]
         self.open[self.closed] = False
         for closed in self.closed:
             for vm in list(self.members[closed]):
@@ -165,7 +178,9 @@ class _Search:
         fits = receivers & (left >= 0).all(axis=2)
         tightness = 1e-6 * (left / self.scale).sum(axis=2)  # on ties, the tighter fit
         noise = 1e-9 * self.rng.random(fits.shape)  # and then chance
-        passes = ((self.size_weight, len(groups), -1e-7), (self.cost, len(self.pool), np.inf))
+        self.penalty[self.pool] *= PENALTY_GROWTH
+        weighted = self.cost * self.penalty
+        passes = ((self.size_weight, len(groups), -1e-7), (weighted, len(self.pool), np.inf))
         for weight, rows, better_than in passes:
             ejected = np.where(out >= 0, weight[out], 0.0).sum(axis=1)
             entering = np.array([weight[list(g)].sum() for g in groups[:rows]])

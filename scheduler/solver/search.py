@@ -34,6 +34,7 @@ from scheduler.solver.keep_set import keep_set_start
 from scheduler.solver.solve import SolverSettings, SolveStatus, solve
 from scheduler.state import statically_allowed
 
+LARGE_PACKING_PAIRS = 15_000
 MIN_MODEL_S = 0.5  # the model always gets a moment, even after a slow start
 REPACK_MAX_VMS = 3_000  # larger clusters: packing from scratch costs seconds and moves everything
 Progress = Callable[[str, float], None]  # (what is happening, fraction of the time used)
@@ -81,18 +82,22 @@ def decide(
     cluster = for_goal(cluster, goal, evacuate)
     settings = options.solver
     start = greedy_start(cluster, goal, settings.time_limit_s / 2, settings.deterministic)
-    half = settings.time_limit_s / 2
+    # Closing hosts gets half the time, or most of it for a large pure packing: nothing runs
+    # yet whose moves the model would weigh, and a model that large rarely packs tighter.
+    nothing_runs = len(pending(cluster)) == len(cluster.vms)
+    large = len(cluster.vms) * len(cluster.hosts) > LARGE_PACKING_PAIRS
+    closing = settings.time_limit_s * (0.8 if nothing_runs and large else 0.5)
     if goal is Goal.CONSOLIDATE:
         _report(options, "closing hosts", 0.0)
-        steps = int(STEPS_PER_SECOND * half) if settings.deterministic else None
-        start = _fewest_hosts(cluster, goal, start, Budget(started + half, steps), settings.seed)
+        steps = int(STEPS_PER_SECOND * closing) if settings.deterministic else None
+        start = _fewest_hosts(cluster, goal, start, Budget(started + closing, steps), settings.seed)
     scope = whole_scope(cluster, goal, start)
     pairs = sum(len(c) for c in scope.candidates.values())
     if pairs <= options.full_model_max_pairs:
         _report(options, f"solving one model: {len(scope.free)} VMs, {pairs} choices", 0.0)
         left = started + settings.time_limit_s - time.monotonic()
         # Repeatable runs give the model its share whatever the clock says.
-        share = half if goal is Goal.CONSOLIDATE else settings.time_limit_s
+        share = settings.time_limit_s - (closing if goal is Goal.CONSOLIDATE else 0.0)
         limit = share if settings.deterministic else max(MIN_MODEL_S, left)
         result = solve(
             Encoding(cluster, scope), goal, replace(settings, time_limit_s=limit), hint=start
