@@ -761,6 +761,25 @@ def test_host_power_off_when_empty_and_on_when_room_is_needed(tmp_path: Path) ->
         assert log.read_text().endswith("off kvm-03\n")
 
 
+def test_host_power_keeps_hosts_a_proposed_plan_would_fill(tmp_path: Path) -> None:
+    log = tmp_path / "power.log"
+    script = tmp_path / "power.sh"
+    script.write_text(f"#!/bin/sh\necho $1 $2 >> {log}\n")
+    script.chmod(0o755)
+    power = PowerPolicy((str(script), "off", "{host}"), (str(script), "on", "{host}"))
+    layout = [[Guest("a", 40960, 2)], [Guest("b", 40960, 2)], []]
+    with running_service(tmp_path / "vmpack.db", power=power, failover_tick_s=3600) as service:
+        reported(tmp_path, service, layout)
+        plan = service.store.add_plan(
+            "balance", {"placement": {"a": "kvm-03", "b": "kvm-02"}, "migrations": []}, at=0.0
+        )
+        service.power.tick()  # kvm-03 is empty, but the proposed plan would fill it
+        assert not log.exists()
+        service.store.set_plan_status(plan, "cancelled", 1.0, "cancelled by the operator")
+        service.power.tick()
+        assert log.read_text() == "off kvm-03\n"
+
+
 def test_host_power_keeps_the_ha_reserve(tmp_path: Path) -> None:
     log = tmp_path / "power.log"
     script = tmp_path / "power.sh"

@@ -1,9 +1,9 @@
 """Host power in the live service (off unless both commands are configured).
 
 - Off: when no plan is running or waiting, the hosts the power advice names (empty, up, and
-  not needed for the HA reserve) are switched off by the power-off command (``{host}`` in it
-  is the host's name) and marked ``standby``: they take no VMs, and their silence is expected,
-  so they are never taken for down nor fenced.
+  not needed for the HA reserve), except those a proposed plan would fill, are switched off
+  by the power-off command (``{host}`` in it is the host's name) and marked ``standby``: they
+  take no VMs, and their silence is expected, so they are never taken for down nor fenced.
 - On: when a placement finds no room, when a failover leaves VMs without room, or when the
   HA reserve no longer holds, the largest standby host is switched on by the power-on command
   and marked ``up``; it takes VMs once its agent reports.
@@ -67,10 +67,20 @@ class PowerControl:
         if cluster.policy.ha.required and not check_ha(cluster).satisfied:
             self.power_on("the HA reserve does not hold")
             return
-        if any(p.status in BUSY for p in self.store.plans()):
+        plans = self.store.plans()
+        if any(p.status in BUSY for p in plans):
             return  # hosts a plan is about to use stay on
+        # A proposed plan may still be approved: the hosts it would fill stay on meanwhile.
+        wanted = {
+            host
+            for p in plans
+            if p.status == "proposed"
+            for host in p.document.get("placement", {}).values()
+            if host
+        }
         advice = power_advice(cluster, cluster.current_placement)
-        for host in list(advice.power_off)[: self.policy.max_off_per_tick]:
+        idle = [h for h in advice.power_off if h not in wanted]
+        for host in idle[: self.policy.max_off_per_tick]:
             self._switch(host, "off", HostState.STANDBY)
 
     def power_on(self, why: str) -> str | None:
