@@ -761,12 +761,17 @@ def test_host_power_off_when_empty_and_on_when_room_is_needed(tmp_path: Path) ->
         assert log.read_text().endswith("off kvm-03\n")
 
 
-def test_host_power_keeps_hosts_a_proposed_plan_would_fill(tmp_path: Path) -> None:
+def logged_power(tmp_path: Path) -> tuple[PowerPolicy, Path]:
+    """Power commands that only write "off HOST" or "on HOST" to a log."""
     log = tmp_path / "power.log"
     script = tmp_path / "power.sh"
     script.write_text(f"#!/bin/sh\necho $1 $2 >> {log}\n")
     script.chmod(0o755)
-    power = PowerPolicy((str(script), "off", "{host}"), (str(script), "on", "{host}"))
+    return PowerPolicy((str(script), "off", "{host}"), (str(script), "on", "{host}")), log
+
+
+def test_host_power_keeps_hosts_a_proposed_plan_would_fill(tmp_path: Path) -> None:
+    power, log = logged_power(tmp_path)
     layout = [[Guest("a", 40960, 2)], [Guest("b", 40960, 2)], []]
     with running_service(tmp_path / "vmpack.db", power=power, failover_tick_s=3600) as service:
         reported(tmp_path, service, layout)
@@ -781,11 +786,7 @@ def test_host_power_keeps_hosts_a_proposed_plan_would_fill(tmp_path: Path) -> No
 
 
 def test_host_power_keeps_the_ha_reserve(tmp_path: Path) -> None:
-    log = tmp_path / "power.log"
-    script = tmp_path / "power.sh"
-    script.write_text(f"#!/bin/sh\necho $1 $2 >> {log}\n")
-    script.chmod(0o755)
-    power = PowerPolicy((str(script), "off", "{host}"), (str(script), "on", "{host}"))
+    power, log = logged_power(tmp_path)
     layout = [[Guest("a", 40960, 2)], [Guest("b", 40960, 2)], []]
     with running_service(tmp_path / "vmpack.db", power=power, policy=Policy(ha=HaPolicy(1)),
                          failover_tick_s=3600) as service:  # fmt: skip

@@ -174,9 +174,13 @@ class _Search:
             return  # every host is closed: nothing can move
         vectors = np.array([self.p.sizes[list(g)].sum(axis=0) for g in groups])
         receivers = np.array([self._receivers(g) for g in groups])[:, host]
-        left = (self.free[host] + room)[None, :, :] - vectors[:, None, :]  # groups x ways x res
-        fits = receivers & (left >= 0).all(axis=2)
-        tightness = 1e-6 * (left / self.scale).sum(axis=2)  # on ties, the tighter fit
+        after = self.free[host] + room  # room on the host once the way's VMs are out
+        fits = receivers & (after[None, :, :] >= vectors[:, None, :]).all(axis=2)
+        # On ties, the tighter fit: the normalised room left, summed over resources.
+        left = (after / self.scale).sum(axis=1)[None, :] - (vectors / self.scale).sum(axis=1)[
+            :, None
+        ]
+        tightness = 1e-6 * left
         noise = 1e-9 * self.rng.random(fits.shape)  # and then chance
         self.penalty[self.pool] *= PENALTY_GROWTH
         weighted = self.cost * self.penalty
