@@ -82,12 +82,8 @@ def decide(
     cluster = for_goal(cluster, goal, evacuate)
     settings = options.solver
     start = greedy_start(cluster, goal, settings.time_limit_s / 2, settings.deterministic)
-    # Closing hosts gets half the time, or most of it for a large pure packing: nothing runs
-    # yet whose moves the model would weigh, and a model that large rarely packs tighter.
-    nothing_runs = len(pending(cluster)) == len(cluster.vms)
-    large = len(cluster.vms) * len(cluster.hosts) > LARGE_PACKING_PAIRS
-    closing = settings.time_limit_s * (0.8 if nothing_runs and large else 0.5)
-    if goal is Goal.CONSOLIDATE:
+    closing = _closing_time(cluster, goal, settings.time_limit_s)
+    if closing:
         _report(options, "closing hosts", 0.0)
         steps = int(STEPS_PER_SECOND * closing) if settings.deterministic else None
         start = _fewest_hosts(cluster, goal, start, Budget(started + closing, steps), settings.seed)
@@ -97,7 +93,7 @@ def decide(
         _report(options, f"solving one model: {len(scope.free)} VMs, {pairs} choices", 0.0)
         left = started + settings.time_limit_s - time.monotonic()
         # Repeatable runs give the model its share whatever the clock says.
-        share = settings.time_limit_s - (closing if goal is Goal.CONSOLIDATE else 0.0)
+        share = settings.time_limit_s - closing
         limit = share if settings.deterministic else max(MIN_MODEL_S, left)
         result = solve(
             Encoding(cluster, scope), goal, replace(settings, time_limit_s=limit), hint=start
@@ -210,6 +206,17 @@ def greedy_start(
         p for p in starts[1:] if _within_budget(cluster, p) and _keeps_running(cluster, p)
     ]
     return min(starts, key=lambda p: score(cluster, goal, p))
+
+
+def _closing_time(cluster: Cluster, goal: Goal, time_limit_s: float) -> float:
+    """Consolidation spends half the time closing hosts, or most of it on a large pure
+    packing: nothing runs yet whose moves the model would weigh, and a model that large
+    rarely packs tighter. Other goals close no host."""
+    if goal is not Goal.CONSOLIDATE:
+        return 0.0
+    nothing_runs = len(pending(cluster)) == len(cluster.vms)
+    large = len(cluster.vms) * len(cluster.hosts) > LARGE_PACKING_PAIRS
+    return time_limit_s * (0.8 if nothing_runs and large else 0.5)
 
 
 def _fewest_hosts(
