@@ -24,7 +24,8 @@ from scheduler.cli_whatif import add_command as add_whatif_command
 from scheduler.engine import Outcome, decide_plan, plan_from_json, plan_to_json
 from scheduler.explain import why_not_placed
 from scheduler.failover import after_failure, decide_failover, hosts_in_domain
-from scheduler.ha import check_ha, reserve_by_wave
+from scheduler.ha import check_ha
+from scheduler.ha_watch import reserve_by_wave
 from scheduler.model import Goal, HaPolicy, HostState
 from scheduler.replay.hosts import HostSpecError
 from scheduler.replay.traces import TraceError

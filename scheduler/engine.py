@@ -13,9 +13,9 @@ from typing import Any
 from scheduler.check import stranded
 from scheduler.evaluate import Indicators, broken_soft_rules, indicators
 from scheduler.explain import conflicting_rules
-from scheduler.ha import admit_within_reserve, reserve_by_wave
+from scheduler.ha import admit_within_reserve
 from scheduler.model import Cluster, Goal
-from scheduler.plan import HA_ORDERING_MAX_PAIRS, Move, Plan, build_plan, starting_placement
+from scheduler.plan import Move, Plan, build_plan, starting_placement
 from scheduler.power import PowerAdvice, power_advice
 from scheduler.solver.bounds import moves_lower_bound
 from scheduler.solver.encoding import Encoding
@@ -111,18 +111,8 @@ def outcome_of(
         conflicting_rules=conflicts or [],
         power=power_advice(snapshot, decision.placement),
         refused_for_ha=refused_for_ha or {},
-        reserve_breaks=_reserve_breaks(snapshot, plan),
+        reserve_breaks=list(plan.reserve_breaks),
     )
-
-
-def _reserve_breaks(snapshot: Cluster, plan: Plan) -> list[str]:
-    """The waves that break a reserve holding today (where the plan order could not keep
-    it); each test is a full reserve check, so only on plans the ordering also covers."""
-    if not snapshot.policy.ha.required or not plan.waves:
-        return []
-    if len(snapshot.hosts) * len(snapshot.vms) > HA_ORDERING_MAX_PAIRS:
-        return []
-    return reserve_by_wave(snapshot, [[(m.vm, m.target) for m in wave] for wave in plan.waves])
 
 
 def _feasibility_oracle(goal: Goal, options: SearchOptions) -> Callable[[Cluster], bool]:

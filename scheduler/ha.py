@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,7 +65,7 @@ def check_ha(cluster: Cluster, policy: HaPolicy | None = None) -> HaReport:
     failures = []
     for name, hosts in groups:
         vms = tuple(vm for host in hosts for vm in residents.get(host, ()))
-        restarts, room_left = _restart_elsewhere(packer, hosts, vms)
+        restarts, room_left = restart_elsewhere(packer, hosts, vms)
         stranded = tuple(sorted(vm for vm in vms if vm not in restarts))
         cover = _hosts_to_cover(packer, stranded)
         needed = sum(
@@ -116,11 +117,10 @@ def _most_loaded(cluster: Cluster, hosts: list[str]) -> list[str]:
     return sorted(hosts, key=lambda h: (-share[h], h))
 
 
-def _restart_elsewhere(
-    packer: Packer, hosts: tuple[str, ...], vms: tuple[str, ...]
-) -> tuple[dict[str, str], np.ndarray]:
-    """Re-place ``vms`` with ``hosts`` closed; returns where each VM that found room went,
-    and the room left on the open hosts per resource. The packer is left as it was found."""
+@contextmanager
+def lifted(packer: Packer, hosts: Sequence[str], vms: Sequence[str]) -> Iterator[None]:
+    """``hosts`` closed and ``vms`` off their hosts while the block runs; afterwards every VM
+    is back where it was and the hosts are open as before, whatever the block moved."""
     origin = {vm: packer.state.host_of(vm) for vm in vms}
     closed = np.array([packer.index[h] for h in hosts], dtype=np.int64)
     was_open = packer.open[closed].copy()
@@ -128,13 +128,7 @@ def _restart_elsewhere(
     for vm in vms:
         packer.unplace(vm)
     try:
-        # VMs under rules go first: a pinned VM has few places, a free one can take any.
-        ruled = [vm for vm in vms if packer.state.rules_of.get(vm)]
-        place_pending(packer, ruled)
-        place_pending(packer, [vm for vm in vms if not packer.state.rules_of.get(vm)])
-        placed = {vm: packer.state.host_of(vm) for vm in vms}
-        room_left = np.maximum(packer.free[packer.open], 0).sum(axis=0)
-        return {vm: host for vm, host in placed.items() if host is not None}, room_left
+        yield
     finally:
         for vm in vms:
             packer.unplace(vm)
@@ -142,6 +136,21 @@ def _restart_elsewhere(
             if home is not None:
                 packer.move(vm, home)
         packer.open[closed] = was_open
+
+
+def restart_elsewhere(
+    packer: Packer, hosts: Sequence[str], vms: Sequence[str]
+) -> tuple[dict[str, str], np.ndarray]:
+    """Re-place ``vms`` with ``hosts`` closed; returns where each VM that found room went,
+    and the room left on the open hosts per resource. The packer is left as it was found."""
+    with lifted(packer, hosts, vms):
+        # VMs under rules go first: a pinned VM has few places, a free one can take any.
+        ruled = [vm for vm in vms if packer.state.rules_of.get(vm)]
+        place_pending(packer, ruled)
+        place_pending(packer, [vm for vm in vms if not packer.state.rules_of.get(vm)])
+        placed = {vm: packer.state.host_of(vm) for vm in vms}
+        room_left = np.maximum(packer.free[packer.open], 0).sum(axis=0)
+        return {vm: host for vm, host in placed.items() if host is not None}, room_left
 
 
 def _hosts_to_cover(packer: Packer, stranded: tuple[str, ...]) -> int:
@@ -191,21 +200,3 @@ def admit_within_reserve(
             f"{len(worst.stranded)} VMs)"
         )
     return admitted, refused
-
-
-def reserve_by_wave(cluster: Cluster, waves: Sequence[Sequence[tuple[str, str]]]) -> list[str]:
-    """The HA reserve after each wave of a plan (``(vm, target)`` moves), if it held before
-    the first: one line per wave that breaks it."""
-    if not cluster.policy.ha.required or not check_ha(cluster).satisfied:
-        return []
-    location = dict(cluster.current_placement)
-    problems = []
-    for number, wave in enumerate(waves, start=1):
-        location.update(dict(wave))
-        worst = check_ha(cluster.moved_to(location)).worst
-        if worst is not None and worst.stranded:
-            problems.append(
-                f"wave {number}: HA reserve broken: losing {worst.name} would strand "
-                f"{len(worst.stranded)} VMs ({', '.join(worst.stranded[:4])})"
-            )
-    return problems

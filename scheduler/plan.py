@@ -13,8 +13,8 @@ to its destination later; if no host can take it the moves are reported as unres
 Under an HA policy that holds today, a move joins a wave only if the reserve still holds once
 the wave is done, so a plan passes through no state where a host failure strands VMs; when no
 pending move keeps it, the wave is built without that test (the plan must not stall) and the
-checker names the wave. Each test is a full reserve check, so this ordering runs on clusters
-up to ``HA_ORDERING_MAX_PAIRS`` hosts x VMs; larger plans are checked, not reordered.
+checker names the wave. ``ReserveWatch`` answers each test by looking again only at the
+failures a move can affect.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from scheduler.evaluate import is_migration
-from scheduler.ha import check_ha
+from scheduler.ha_watch import ReserveWatch
 from scheduler.model import Cluster, Goal, HostState, iter_moves
 from scheduler.rules import Affinity
 from scheduler.state import PlacementState
@@ -51,6 +51,7 @@ class Plan:
     placement: Mapping[str, str | None]
     waves: tuple[Wave, ...]
     unresolved: tuple[Move, ...] = ()
+    reserve_breaks: tuple[str, ...] = ()  # waves after which a reserve held today would not
 
     @property
     def moves(self) -> list[Move]:
@@ -66,36 +67,18 @@ def starting_placement(cluster: Cluster) -> dict[str, str | None]:
     }
 
 
-HA_ORDERING_MAX_PAIRS = 50_000
-
-
-class _Reserve:
-    """Does the HA reserve hold once these moves are done (from where VMs are now)?"""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.location = starting_placement(cluster)
-
-    def holds_after(self, moves: list[Move]) -> bool:
-        after = self.location | {m.vm: m.target for m in moves}
-        return check_ha(self.cluster.moved_to(after)).satisfied
-
-    def done(self, wave: list[Move]) -> None:
-        self.location.update({m.vm: m.target for m in wave})
-
-
-def _reserve_of(cluster: Cluster) -> _Reserve | None:
+def _reserve_of(cluster: Cluster) -> ReserveWatch | None:
     if not cluster.policy.ha.required:
         return None
-    if len(cluster.hosts) * len(cluster.vms) > HA_ORDERING_MAX_PAIRS:
-        return None
-    return _Reserve(cluster) if check_ha(cluster).satisfied else None
+    watch = ReserveWatch(cluster)
+    return watch if watch.holds else None
 
 
 def order_moves(
     cluster: Cluster, target: Mapping[str, str | None]
-) -> tuple[list[Wave], list[Move]]:
-    """Waves that lead from the current placement to ``target``, and moves left unresolved."""
+) -> tuple[list[Wave], list[Move], list[str]]:
+    """Waves that lead from the current placement to ``target``, the moves left unresolved
+    and the waves that had to break the HA reserve."""
     units = _units(cluster, target)
     state = PlacementState(cluster, starting_placement(cluster))
     rank = _rank(units)
@@ -103,8 +86,10 @@ def order_moves(
     parked: set[str] = set()
     waves: list[Wave] = []
     reserve = _reserve_of(cluster) if units else None
+    breaks: list[str] = []
     while pending:
         wave, started = _next_wave(cluster, state, units, pending, reserve)
+        watched = bool(wave)  # the reserve watch has made these moves already
         if not wave and reserve is not None:
             wave, started = _next_wave(cluster, state, units, pending, None)
         if not wave:
@@ -116,11 +101,12 @@ def order_moves(
         for move in wave:
             if move.source is not None:
                 state.remove(move.vm, move.source)
-        if reserve is not None:
-            reserve.done(wave)
+        held = watched or reserve is None or reserve.force_wave([(m.vm, m.target) for m in wave])
+        if not held and reserve is not None:
+            breaks.append(f"wave {len(waves) + 1}: {reserve.breach()}")
         waves.append(tuple(wave))
     unresolved = [m for u in pending for m in units[u]]
-    return waves, unresolved
+    return waves, unresolved, breaks
 
 
 def _units(cluster: Cluster, target: Mapping[str, str | None]) -> list[list[Move]]:
@@ -171,7 +157,7 @@ def _next_wave(
     state: PlacementState,
     units: list[list[Move]],
     pending: list[int],
-    reserve: _Reserve | None,
+    reserve: ReserveWatch | None,
 ) -> tuple[list[Move], set[int]]:
     limits = cluster.limits
     wave: list[Move] = []
@@ -182,7 +168,7 @@ def _next_wave(
         if len(wave) + len(unit) > limits.max_parallel:
             continue
         if _try_start(state, unit, per_host, limits.max_parallel_per_host):
-            if reserve is not None and not reserve.holds_after(wave + unit):
+            if reserve is not None and not reserve.try_moves([(m.vm, m.target) for m in unit]):
                 _undo_start(state, unit, per_host)
                 continue
             wave += unit
@@ -255,5 +241,8 @@ def _parking_hosts(cluster: Cluster, state: PlacementState, move: Move) -> list[
 def build_plan(
     cluster: Cluster, goal: Goal, target: Mapping[str, str | None], scenario: str = ""
 ) -> Plan:
-    waves, unresolved = order_moves(cluster, target)
-    return Plan(scenario or cluster.name, goal, dict(target), tuple(waves), tuple(unresolved))
+    waves, unresolved, breaks = order_moves(cluster, target)
+    return Plan(
+        scenario or cluster.name, goal, dict(target), tuple(waves), tuple(unresolved),
+        tuple(breaks),
+    )  # fmt: skip

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 
 from scheduler.check import check_placement, check_plan
 from scheduler.engine import decide_plan, outcome_of
-from scheduler.ha import check_ha, reserve_by_wave
+from scheduler.ha import check_ha
+from scheduler.ha_watch import reserve_by_wave
 from scheduler.model import Goal, HaPolicy, HostState
 from scheduler.plan import order_moves
 from scheduler.power import power_advice
@@ -209,8 +210,8 @@ def test_the_reserve_is_checked_after_every_wave() -> None:
 
 
 def test_plans_are_ordered_so_the_reserve_holds_after_every_wave() -> None:
-    """The bundled web tier under N+1: consolidating it in the plain move order strands a VM
-    after one wave; the reserve-aware order passes through no such state."""
+    """The bundled web tier under N+1: the plan passes through no state where a host failure
+    strands a VM, by the planner's account and by the checker's."""
     scenario = load_scenario(ROOT / "scenarios" / "web-tier-consolidation.yaml").cluster
     cluster = replace(scenario, policy=replace(scenario.policy, ha=HaPolicy(1)))
     assert check_ha(cluster).satisfied
@@ -218,9 +219,33 @@ def test_plans_are_ordered_so_the_reserve_holds_after_every_wave() -> None:
     waves = [[(m.vm, m.target) for m in wave] for wave in outcome.plan.waves]
     assert reserve_by_wave(outcome.cluster, waves) == []
     assert check_plan(outcome.cluster, outcome.plan) == []
-    plain, _ = order_moves(scenario, outcome.decision.placement)  # no HA policy: plain order
+    assert outcome.reserve_breaks == []
+
+
+def test_the_order_keeps_the_reserve_where_the_plain_order_loses_it() -> None:
+    # p may only run on h1, h2 or h4. The plain order moves g onto h2 first (w waits for it
+    # to leave h3), and then losing h1 leaves p nowhere: h2 and h4 are full. Moving w off
+    # h4 first keeps h4 for it.
+    data = {
+        "name": "order", "limits": {"max_parallel": 1},
+        "hosts": [*hosts(2), {"name": "h3", "cpus": 16, "memory": "96GiB"},
+                  {"name": "h4", "cpus": 16, "memory": "64GiB"}],
+        "vms": [vm("p", "8GiB", "h1"), vm("big", "40GiB", "h2"), vm("g", "20GiB", "h3"),
+                vm("w", "60GiB", "h4")],
+        "rules": [{"type": "pin", "vms": ["p"], "hosts": ["h1", "h2", "h4"]}],
+    }  # fmt: skip
+    target = {"p": "h1", "big": "h2", "g": "h2", "w": "h3"}
+    plain, _, _ = order_moves(cluster_of(data), target)
+    guarded = cluster_of(data | {"policy": {"ha": {"host_failures_to_tolerate": 1}}})
+    assert check_ha(guarded).satisfied
     plain_waves = [[(m.vm, m.target) for m in wave] for wave in plain]
-    assert reserve_by_wave(outcome.cluster, plain_waves) != []
+    assert plain_waves == [[("g", "h2")], [("w", "h3")]]
+    assert reserve_by_wave(guarded, plain_waves) == [
+        "wave 1: HA reserve broken: losing h1 would strand 1 VMs (p)"
+    ]
+    waves, unresolved, breaks = order_moves(guarded, target)
+    assert [[m.vm for m in wave] for wave in waves] == [["w"], ["g"]]
+    assert not unresolved and breaks == []
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -229,6 +254,8 @@ def test_reserve_aware_order_keeps_every_plan_safe(data: dict[str, Any]) -> None
     cluster = cluster_of(data | {"policy": {"ha": {"host_failures_to_tolerate": 1}}})
     outcome = decide_plan(cluster, Goal.CONSOLIDATE, (), FAST)
     assert check_plan(outcome.cluster, outcome.plan) == []
+    waves = [[(m.vm, m.target) for m in wave] for wave in outcome.plan.waves]
+    assert outcome.reserve_breaks == reserve_by_wave(outcome.cluster, waves)
     location = dict(outcome.cluster.current_placement)
     for wave in outcome.plan.waves:
         location.update({m.vm: m.target for m in wave})

@@ -40,25 +40,35 @@ class Packer:
         for i, host in enumerate(self.hosts):
             self.free[i] -= self._vector(self.state.load[host])
         self.open = np.array([h.state is HostState.UP for h in cluster.hosts])
+        # VMs per host, so that telling active hosts from empty ones is one comparison.
+        self.count = np.array([len(self.state.residents[h]) for h in self.hosts])
+        self._demands: dict[str, np.ndarray] = {}
 
     def _vector(self, amounts: Mapping[str, int]) -> np.ndarray:
         return np.array([amounts.get(r, 0) for r in self.resources], dtype=np.int64)
 
     def demand(self, vm: str) -> np.ndarray:
-        return self._vector(self.cluster.vm_by_name[vm].demand)
+        """The VM's demand as a vector (shared and read-only)."""
+        vector = self._demands.get(vm)
+        if vector is None:
+            vector = self._vector(self.cluster.vm_by_name[vm].demand)
+            vector.flags.writeable = False
+            self._demands[vm] = vector
+        return vector
 
     def move(self, vm: str, target: str) -> None:
-        source = self.state.host_of(vm)
-        vector = self.demand(vm)
-        if source is not None:
-            self.free[self.index[source]] += vector
-        self.state.move(vm, source, target)
-        self.free[self.index[target]] -= vector
+        self.unplace(vm)
+        self.state.add(vm, target)
+        i = self.index[target]
+        self.free[i] -= self.demand(vm)
+        self.count[i] += 1
 
     def unplace(self, vm: str) -> None:
         source = self.state.host_of(vm)
         if source is not None:
-            self.free[self.index[source]] += self.demand(vm)
+            i = self.index[source]
+            self.free[i] += self.demand(vm)
+            self.count[i] -= 1
             self.state.remove(vm, source)
 
     def choose(self, vm: str, allowed: np.ndarray, fit: Fit) -> str | None:
@@ -81,7 +91,7 @@ class Packer:
         return None
 
     def active_mask(self) -> np.ndarray:
-        return np.array([bool(self.state.residents[h]) for h in self.hosts])
+        return self.count > 0
 
 
 def size_key(packer: Packer, measure: str = "max") -> Callable[[str], float]:
