@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from scheduler.engine import Outcome, decide_plan
 from scheduler.model import Cluster, Goal
-from scheduler.rules import Pin
+from scheduler.rules import Hold
 from scheduler.solver.search import SearchOptions
 
 LEVELS = ("recommend", "approve", "automatic")
@@ -33,14 +33,14 @@ class AutomationPolicy:
 
 
 def held_in_place(cluster: Cluster, vms: Collection[str]) -> Cluster:
-    """The cluster with each of ``vms`` pinned to the host it runs on now."""
+    """The cluster with each of ``vms`` held on the host it runs on now."""
     rules = list(cluster.rules)
     position = len(rules)
     for vm in sorted(vms):
         host = cluster.vm_by_name[vm].host if vm in cluster.vm_by_name else None
         if host is not None:
             position += 1
-            rules.append(Pin(position, (vm,), hosts=(host,)))
+            rules.append(Hold(position, (vm,), hosts=(host,)))
     return replace(cluster, rules=tuple(rules))
 
 

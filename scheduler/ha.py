@@ -19,11 +19,12 @@ import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from scheduler.model import Cluster, HaPolicy, HostState, vms_by_host
+from scheduler.rules import Hold
 from scheduler.solver.greedy import Packer, place_pending, size_key
 
 MAX_COMBINATIONS = 2000
@@ -59,6 +60,7 @@ class HaReport:
 
 def check_ha(cluster: Cluster, policy: HaPolicy | None = None) -> HaReport:
     policy = policy or cluster.policy.ha
+    cluster = as_failures_see_it(cluster)
     groups, exhaustive = failure_groups(cluster, policy)
     packer = Packer(cluster, cluster.current_placement)
     residents = vms_by_host(cluster.current_placement)
@@ -78,6 +80,14 @@ def check_ha(cluster: Cluster, policy: HaPolicy | None = None) -> HaReport:
         shortfall = {r: v for r, v in short.items() if v} if stranded else {}
         failures.append(Failure(name, hosts, vms, stranded, restarts, cover, shortfall))
     return HaReport(policy, tuple(failures), exhaustive)
+
+
+def as_failures_see_it(cluster: Cluster) -> Cluster:
+    """Without holds: they keep VMs in place for plans, but a failed host's VMs restart
+    wherever they can."""
+    if not any(isinstance(rule, Hold) for rule in cluster.rules):
+        return cluster
+    return replace(cluster, rules=tuple(r for r in cluster.rules if not isinstance(r, Hold)))
 
 
 def failure_groups(

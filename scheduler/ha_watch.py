@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from scheduler.ha import failure_groups, lifted, restart_elsewhere
+from scheduler.ha import as_failures_see_it, failure_groups, lifted, restart_elsewhere
 from scheduler.model import Cluster
 from scheduler.rules import Affinity, AntiAffinity, Ban, Pin, Rule
 from scheduler.solver.greedy import Packer, place_pending
@@ -39,6 +39,7 @@ Certificate = dict[str, str]  # VM -> the host it restarts on
 
 class ReserveWatch:
     def __init__(self, cluster: Cluster) -> None:
+        cluster = as_failures_see_it(cluster)
         self.cluster = cluster
         self.packer = Packer(cluster, cluster.current_placement)
         self.vm_order = {vm.name: i for i, vm in enumerate(cluster.vms)}

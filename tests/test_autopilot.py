@@ -43,7 +43,11 @@ def test_the_hourly_move_budget_and_the_cooldown_hold() -> None:
     assert outcome is not None and not migrated(outcome) & cooling
 
 
-def test_held_in_place_pins_each_vm_to_its_host() -> None:
+def test_held_in_place_holds_each_vm_on_its_host() -> None:
     held = held_in_place(WEB, ["web-01"])
-    pin = held.rules[-1]
-    assert (pin.kind, pin.vms, pin.hosts) == ("pin", ("web-01",), (WEB.vm_by_name["web-01"].host,))  # type: ignore[attr-defined]
+    hold = held.rules[-1]
+    assert (hold.kind, hold.vms, hold.hosts) == (
+        "hold",
+        ("web-01",),
+        (WEB.vm_by_name["web-01"].host,),
+    )  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from scheduler.autopilot import held_in_place
 from scheduler.check import check_placement, check_plan
 from scheduler.engine import decide_plan, outcome_of
 from scheduler.ha import check_ha
@@ -291,3 +292,20 @@ def test_the_plan_summary_names_the_waves_that_break_the_reserve() -> None:
     assert summary["ha_reserve_breaks"] == [
         "wave 1: HA reserve broken: losing h1 would strand 1 VMs (p)"
     ]
+
+
+def test_a_held_vm_still_restarts_elsewhere_when_its_host_fails() -> None:
+    # A hold keeps a VM in place for plans (placed but not running yet, or just moved); it
+    # is no pin for the reserve: losing h1 restarts a on h2.
+    cluster = cluster_of({
+        "name": "held", "hosts": hosts(2), "policy": {"ha": {"host_failures_to_tolerate": 1}},
+        "vms": [vm("a", "8GiB", "h1")],
+    })  # fmt: skip
+    held = held_in_place(cluster, ["a"])
+    assert held.rules[-1].kind == "hold"  # type: ignore[attr-defined]
+    assert check_ha(held).satisfied
+    pinned = cluster_of({
+        "name": "pinned", "hosts": hosts(2), "policy": {"ha": {"host_failures_to_tolerate": 1}},
+        "vms": [vm("a", "8GiB", "h1")], "rules": [{"type": "pin", "vms": ["a"], "hosts": ["h1"]}],
+    })  # fmt: skip
+    assert not check_ha(pinned).satisfied

@@ -11,7 +11,7 @@ import libvirt
 import pytest
 
 from scheduler.service.executor import ExecutionPolicy
-from scheduler.service.store import OrderRecord
+from scheduler.service.records import OrderRecord
 from tests.lab_cluster import agents, lab, wait_for
 from tests.service_harness import OPERATOR_TOKEN, Clock, Service, free_port, running_service
 from vmpack_lab.guest import boots, heartbeats

@@ -5,7 +5,7 @@ from scheduler.rules.affinity import Affinity
 from scheduler.rules.anti_affinity import AntiAffinity
 from scheduler.rules.ban import Ban
 from scheduler.rules.base import Penalty, PlacementView, Rule
-from scheduler.rules.pin import Pin
+from scheduler.rules.pin import Hold, Pin
 from scheduler.rules.spread import Spread
 
 RULE_TYPES: dict[str, type[Rule]] = {
@@ -21,6 +21,7 @@ __all__ = [
     "Affinity",
     "AntiAffinity",
     "Ban",
+    "Hold",
     "Penalty",
     "Pin",
     "PlacementView",

@@ -42,3 +42,12 @@ class Pin(Rule):
             if host not in self.hosts
         ]
         return [Penalty(sum(outside), self.weight)] if outside else []
+
+
+@dataclass(frozen=True)
+class Hold(Pin):
+    """A VM kept where it is for now: one placed through the API and not running yet, or one
+    that just moved. It binds plans; a host failure still restarts the VM elsewhere, so the
+    HA reserve does not count it as pinned."""
+
+    kind = "hold"

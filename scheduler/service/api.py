@@ -1,8 +1,9 @@
 """The scheduler's HTTP API (FastAPI; the OpenAPI description is served at /openapi.json).
 
-Agents POST their reports; operators read hosts and VMs, ask where a new VM should go, and
-create, approve and cancel plans. Every call that changes anything needs the right token.
-Bad bodies get a 4xx whose ``error`` names the field, and change nothing.
+Agents POST their reports; operators read hosts and VMs, ask where a new VM should go
+(``placements.py``), and create, approve and cancel plans. Every call that changes anything
+needs the right token. Bad bodies get a 4xx whose ``error`` names the field, and change
+nothing.
 """
 
 from __future__ import annotations
@@ -21,14 +22,10 @@ from agents.libvirt_probe import HostReport
 from scheduler.autopilot import AutomationPolicy
 from scheduler.engine import decide_plan, plan_to_json
 from scheduler.explain import why_not_placed
-from scheduler.ha import admit_within_reserve, check_ha
+from scheduler.ha import check_ha
 from scheduler.maintenance import evacuated_from, move_back
 from scheduler.metrics import ClusterView, SchedulerMetrics
 from scheduler.model import (
-    DISK,
-    MEMORY,
-    VCPUS,
-    VM,
     Cluster,
     Goal,
     HostState,
@@ -39,7 +36,6 @@ from scheduler.model import (
 from scheduler.service.api_models import (
     HostStateIn,
     OrderUpdateIn,
-    PlacementIn,
     PlanIn,
     ReportIn,
 )
@@ -49,10 +45,11 @@ from scheduler.service.executor import ExecutionPolicy, Executor
 from scheduler.service.failover_watch import FailoverWatch, FencingPolicy
 from scheduler.service.inventory import snapshot
 from scheduler.service.liveness import Heartbeat
+from scheduler.service.placements import placement_routes
 from scheduler.service.power_control import PowerControl, PowerPolicy
 from scheduler.service.store import Store
 from scheduler.service.watch import LastValue, running_plan_idle_s
-from scheduler.solver.search import SearchOptions, decide
+from scheduler.solver.search import SearchOptions
 from scheduler.solver.solve import SolverSettings, SolveStatus
 
 MAX_BODY_BYTES = 8 * 2**20
@@ -77,6 +74,7 @@ class ServiceConfig:
     failover_tick_s: float = 1.0
     power: PowerPolicy = field(default_factory=PowerPolicy)
     power_tick_s: float = 60.0
+    claim_ttl_s: float = 900.0  # how long a placement holds room for a VM not yet reported
 
 
 def create_app(config: ServiceConfig, store: Store) -> FastAPI:
@@ -97,7 +95,10 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         chosen = store.host_states()
         ages = {r.host: now - at for r, at in reports}
         states = {r.host: liveness(chosen.get(r.host, HostState.UP), at, now) for r, at in reports}
-        inventory = snapshot([r for r, _ in reports], states, config.policy, limits=config.limits)
+        inventory = snapshot(
+            [r for r, _ in reports], states, config.policy, limits=config.limits,
+            claims=store.claims(now),
+        )  # fmt: skip
         return inventory.cluster, ages
 
     def down_hosts() -> set[str]:
@@ -185,6 +186,7 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
             raise HTTPException(403, f"host: this token reports for {who.host} only")
         report = HostReport.from_json(body.model_dump())
         store.save_report(report, at=config.clock())
+        store.drop_claims(d.name for d in report.domains if d.holds_resources)
         metrics.reports.labels("accepted").inc()
         return {"accepted": True, "discard": stale_copies(report)}
 
@@ -243,26 +245,11 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
         cluster, _ = current()
         return [{"name": v.name, "host": v.host, "demand": dict(v.demand)} for v in cluster.vms]
 
-    @app.post("/v1/placements", dependencies=[operator])
-    def place(body: PlacementIn) -> dict[str, Any]:
-        cluster, _ = current()
-        if body.name in cluster.vm_by_name:
-            raise HTTPException(409, f"name: VM '{body.name}' already exists")
-        new = VM(body.name, {VCPUS: body.vcpus, MEMORY: body.memory, DISK: body.disk})
-        asking = cluster.replace_vms([*cluster.vms, new])
-        options = SearchOptions(SolverSettings(10.0, config.solver_workers))
-        decision = decide(asking, Goal.PLACE, (), options)
-        placement, refused = admit_within_reserve(
-            asking, {body.name: decision.placement.get(body.name)}
-        )
-        host = placement.get(body.name)
-        if host is None:
-            why = refused.get(body.name) or why_not_placed(asking, decision.placement, body.name)
-            switched_on = power.power_on(f"no room to place {body.name}")
-            if switched_on is not None:
-                why += f"; powering {switched_on} on: retry once it reports"
-            raise HTTPException(409, f"no host: {why}")
-        return {"vm": body.name, "host": host}
+    app.include_router(
+        placement_routes(store, current, power.power_on, config.claim_ttl_s,
+                         config.solver_workers, config.clock),
+        dependencies=[operator],
+    )  # fmt: skip
 
     @app.post("/v1/plans", dependencies=[operator], status_code=201)
     def create_plan(body: PlanIn) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from typing import Any
 from scheduler.autopilot import AutomationPolicy, consider, held_in_place
 from scheduler.engine import Outcome, decide_plan, plan_to_json
 from scheduler.model import Cluster, Goal
-from scheduler.service.store import OrderRecord, PlanRecord, Store
+from scheduler.service.records import OrderRecord, PlanRecord
+from scheduler.service.store import Store
 from scheduler.service.ticker import Ticker
 from scheduler.solver.search import SearchOptions
 

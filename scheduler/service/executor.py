@@ -22,7 +22,8 @@ from typing import Any
 from scheduler.model import Cluster, HostState
 from scheduler.plan import starting_placement
 from scheduler.rules import Affinity
-from scheduler.service.store import OPEN_ORDERS, OrderRecord, Store
+from scheduler.service.records import OrderRecord
+from scheduler.service.store import OPEN_ORDERS, Store
 from scheduler.state import PlacementState
 
 log = logging.getLogger("vmpack.executor")

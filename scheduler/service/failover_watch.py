@@ -25,7 +25,8 @@ from typing import Any
 from scheduler.engine import plan_to_json
 from scheduler.failover import Failover, decide_failover
 from scheduler.model import Cluster, HostState
-from scheduler.service.store import Fencing, Store
+from scheduler.service.records import Fencing
+from scheduler.service.store import Store
 from scheduler.service.ticker import Ticker
 from scheduler.service.watch import fingerprint
 from scheduler.solver.search import SearchOptions

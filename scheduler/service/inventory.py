@@ -5,7 +5,8 @@ capacity after overcommit, and every domain that holds resources placed on the h
 reports it. A live migration shows the same domain on two hosts for a moment (paused on the
 destination, running on the source); the running copy is where the VM is. Two running copies
 would mean a VM running twice; it is reported as a conflict, never silently resolved. A host
-that is down keeps its last report: its VMs stay there until they run somewhere else.
+that is down keeps its last report: its VMs stay there until they run somewhere else. A VM
+the placement API sent to a host counts there, by its claim, until that host reports it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from agents.libvirt_probe import DomainReport, HostReport
+from scheduler.autopilot import held_in_place
 from scheduler.model import (
     DISK,
     MEMORY,
@@ -25,6 +27,7 @@ from scheduler.model import (
     Limits,
     Policy,
 )
+from scheduler.service.records import Claim
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ def snapshot(
     rules: tuple[object, ...] = (),
     limits: Limits | None = None,
     name: str = "live",
+    claims: Iterable[Claim] = (),
 ) -> Inventory:
     policy = policy or Policy()
     states = states or {}
@@ -63,8 +67,14 @@ def snapshot(
                 priority=domain.priority,
             )
         )
+    # A VM placed through the API holds its room until its host reports it. It does not
+    # exist yet, so it is held where it is (no plan moves it), and a host that went down
+    # takes its claims along.
+    alive = {h.name for h in hosts if h.state is not HostState.DOWN}
+    claimed = [c for c in claims if c.vm not in copies and c.host in alive]
+    vms += [VM(c.vm, dict(c.demand), c.host) for c in claimed]
     cluster = Cluster(name, hosts, tuple(vms), rules, policy, limits or Limits())
-    return Inventory(cluster, tuple(conflicts))
+    return Inventory(held_in_place(cluster, [c.vm for c in claimed]), tuple(conflicts))
 
 
 def _host(report: HostReport, state: HostState, policy: Policy) -> Host:

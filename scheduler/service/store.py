@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from agents.libvirt_probe import HostReport
 from scheduler.model import HostState
+from scheduler.service.records import Claim, Fencing, OrderRecord, PlanRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (
@@ -59,6 +60,13 @@ CREATE TABLE IF NOT EXISTS fencing (
     detail TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+    vm TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    demand TEXT NOT NULL,
+    at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS plan_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     plan_id INTEGER NOT NULL REFERENCES plans(id),
@@ -69,49 +77,6 @@ CREATE TABLE IF NOT EXISTS plan_events (
 PLAN_STATUSES = ("proposed", "approved", "running", "done", "failed", "cancelled")
 ORDER_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 OPEN_ORDERS = ("pending", "running")
-
-
-@dataclass(frozen=True)
-class OrderRecord:
-    id: int
-    plan_id: int
-    vm: str
-    source: str
-    target: str
-    status: str
-    error: str
-    downtime_ms: int | None
-    seconds: float | None
-    updated_at: float
-    details: dict[str, Any]
-    progress_pct: float | None = None  # of the memory copy, from the libvirt job
-
-    @property
-    def kind(self) -> str:
-        return str(self.details.get("kind", "migrate"))
-
-    @property
-    def agent_host(self) -> str:
-        """Whose agent carries it out: the source migrates; a restart happens on the target
-        (the source is down)."""
-        return self.target if self.kind == "restart" else self.source
-
-
-@dataclass(frozen=True)
-class Fencing:
-    host: str
-    status: str  # "fenced" (the command succeeded or an operator confirmed) or "failed"
-    detail: str
-    at: float
-
-
-@dataclass(frozen=True)
-class PlanRecord:
-    id: int
-    created_at: float
-    goal: str
-    status: str
-    document: dict[str, Any]
 
 
 class Store(Protocol):
@@ -137,6 +102,9 @@ class Store(Protocol):
     def clear_fencing(self, host: str) -> None: ...
     def fencing(self) -> dict[str, Fencing]: ...
     def superseded(self, host: str) -> set[str]: ...
+    def add_claim(self, claim: Claim) -> None: ...
+    def claims(self, now: float) -> list[Claim]: ...
+    def drop_claims(self, vms: Iterable[str]) -> int: ...
 
 
 class SqliteStore:
@@ -354,6 +322,31 @@ class SqliteStore:
                 f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", (order_id,)
             ).fetchone()
         return _order(updated)
+
+    def add_claim(self, claim: Claim) -> None:
+        """Hold room for a VM placed through the API until its host reports it running."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM claims WHERE expires_at <= ?", (claim.at,))
+            db.execute(
+                "INSERT INTO claims (vm, host, demand, at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (claim.vm, claim.host, json.dumps(claim.demand), claim.at, claim.expires_at),
+            )
+
+    def claims(self, now: float) -> list[Claim]:
+        """The claims still held at ``now``; an expired claim holds nothing."""
+        rows = self._db.execute(
+            "SELECT vm, host, demand, at, expires_at FROM claims WHERE expires_at > ? ORDER BY vm",
+            (now,),
+        ).fetchall()
+        return [Claim(vm, host, json.loads(d), float(at), float(e)) for vm, host, d, at, e in rows]
+
+    def drop_claims(self, vms: Iterable[str]) -> int:
+        names = list(vms)
+        if not names:
+            return 0
+        with self._transaction() as db:
+            marks = ", ".join("?" * len(names))
+            return db.execute(f"DELETE FROM claims WHERE vm IN ({marks})", names).rowcount
 
 
 ORDER_COLUMNS = (

@@ -8,7 +8,8 @@ from collections.abc import Callable, Hashable
 
 from scheduler.ha import HaReport
 from scheduler.model import Cluster
-from scheduler.service.store import OrderRecord, Store
+from scheduler.service.records import OrderRecord
+from scheduler.service.store import Store
 
 
 class LastValue:
