@@ -75,12 +75,14 @@ def agents(
     hosts: list[LabHost],
     interval_s: float = 0.5,
     metrics_ports: list[int] | None = None,
+    racks: list[str] | None = None,
 ) -> Iterator[list[Agent]]:
     ensure_event_loop()  # as `vmpack agent` does: lifecycle events trigger early reports
     # On loopback, each destination's QEMU listens on 127.0.0.1 for the migration stream.
+    racks = racks or ["r1"] * len(hosts)
     configs = [
-        AgentConfig(h.name, h.uri, scheduler_url, AGENT_TOKEN, interval_s, {"rack": "r1"}, 2.0)
-        for h in hosts
+        AgentConfig(h.name, h.uri, scheduler_url, AGENT_TOKEN, interval_s, {"rack": rack}, 2.0)
+        for h, rack in zip(hosts, racks, strict=True)
     ]
     running = [Agent(replace(c, migration_address="127.0.0.1")) for c in configs]
     threads = [threading.Thread(target=a.run, daemon=True) for a in running]

@@ -17,7 +17,7 @@ from tests.lab_cluster import agents, lab, wait_for
 from tests.service_harness import OPERATOR_TOKEN, running_service
 from tests.test_lab import WallClock
 from vmpack_lab.guest import boots, heartbeats
-from vmpack_lab.hosts import kill_guests, start, stop
+from vmpack_lab.hosts import kill_guests, power_loss, start, stop
 
 pytestmark = pytest.mark.lab
 
@@ -90,6 +90,54 @@ def test_a_dead_host_is_fenced_then_its_guest_restarts_on_a_survivor(tmp_path: P
         beats = heartbeats(console)[-1]
         wait_for(lambda: heartbeats(console)[-1] > beats, 30, "d1 to keep beating")
         assert boots(console) == 2
+
+
+def test_a_whole_rack_fails_and_its_guests_restart_in_the_other_rack(tmp_path: Path) -> None:
+    layout = [["s1"], ["s2"], ["d1"], ["d2"]]  # lab1, lab2 in rack r1; lab3, lab4 in r2
+    fenced = tmp_path / "fenced.log"
+    script = tmp_path / "fence.sh"
+    script.write_text(f"#!/bin/sh\necho $1 >> {fenced}\n")
+    script.chmod(0o755)
+    fencing = FencingPolicy((str(script), "{host}"), timeout_s=10, retry_s=2)
+    with (
+        lab(tmp_path / "lab", layout) as cluster,
+        running_service(
+            tmp_path / "vmpack.db", WallClock(), heartbeat=Heartbeat(2.0, 4.0), fencing=fencing
+        ) as service,
+        agents(service.url, cluster.hosts, racks=["r1", "r1", "r2", "r2"]),
+    ):
+        ops = service.client(OPERATOR_TOKEN)
+        wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 4, 30, "reports")
+        racks = {h["name"]: h["labels"]["rack"] for h in ops.get("/v1/hosts").json()}
+        assert racks == {"lab1": "r1", "lab2": "r1", "lab3": "r2", "lab4": "r2"}
+        died_at = time.time()
+        for dead in cluster.hosts[2:]:  # the rack loses power: both hosts at once
+            power_loss(dead)
+
+        def restarted() -> bool:
+            where = cluster.where()
+            return all(where.get(vm, [""])[0] in ("lab1", "lab2") for vm in ("d1", "d2"))
+
+        try:
+            wait_for(restarted, 90, "d1 and d2 to restart in rack r1")
+        except AssertionError:  # what the scheduler saw, for the CI log
+            print("hosts:", ops.get("/v1/hosts").json(), "\nwhere:", cluster.where())
+            for p in service.store.plans():
+                print("plan", p.id, p.goal, p.status, service.store.plan_events(p.id))
+            raise
+        where = cluster.where()
+        assert all(len(where[vm]) == 1 for vm in ("s1", "s2", "d1", "d2"))
+        for vm in ("d1", "d2"):
+            console = cluster.consoles[vm]
+            wait_for(lambda c=console: boots(c) == 2, 60, f"{vm} to boot again")  # type: ignore[misc]
+            beats = heartbeats(console)[-1]
+            wait_for(lambda c=console, b=beats: heartbeats(c)[-1] > b, 30, f"{vm} to beat")  # type: ignore[misc]
+        print(f"\nrack failover: {time.time() - died_at:.1f} s from the rack's death to both "
+              "guests beating")  # fmt: skip
+        assert sorted(fenced.read_text().split()) == ["lab3", "lab4"]
+        assert 'vmpack_restarts_total{outcome="succeeded"} 2.0' in ops.get("/metrics").text
+        for survivor in ("s1", "s2"):
+            assert boots(cluster.consoles[survivor]) == 1  # untouched
 
 
 def defined_on(uri: str) -> set[str]:

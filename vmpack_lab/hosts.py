@@ -131,6 +131,13 @@ def kill_guests(host: LabHost) -> list[int]:
             if (pid := _kill_if(f, "qemu-system", sig=signal.SIGKILL))]  # fmt: skip
 
 
+def power_loss(host: LabHost) -> None:
+    """The host loses power: libvirtd and every guest die at once, with no word to anyone
+    (the agent's last report still shows the guests running)."""
+    _kill_if(host.root / "libvirtd.pid", "libvirtd", sig=signal.SIGKILL)
+    kill_guests(host)
+
+
 def _kill_if(pid_file: Path, expected: str, sig: int = signal.SIGTERM, wait_s: float = 5.0) -> int:
     try:
         pid = int(pid_file.read_text().strip())
