@@ -6,6 +6,8 @@ host comes back, its stale copy of the guest is removed."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import libvirt
@@ -13,13 +15,34 @@ import pytest
 
 from scheduler.service.failover_watch import FencingPolicy
 from scheduler.service.liveness import Heartbeat
-from tests.lab_cluster import agents, lab, wait_for
-from tests.service_harness import OPERATOR_TOKEN, running_service
+from tests.lab_cluster import Lab, agents, lab, wait_for
+from tests.service_harness import OPERATOR_TOKEN, Service, running_service
 from tests.test_lab import WallClock
 from vmpack_lab.guest import boots, heartbeats
 from vmpack_lab.hosts import kill_guests, power_loss, start, stop
 
 pytestmark = pytest.mark.lab
+
+
+@contextmanager
+def fencing_lab(
+    tmp_path: Path, layout: list[list[str]], fence: Path, racks: list[str] | None = None
+) -> Iterator[tuple[Lab, Service]]:
+    """The lab, the scheduler with ``fence`` as its fencing command and a short heartbeat,
+    and the agents, once every guest has been reported."""
+    fencing = FencingPolicy((str(fence), "{host}"), timeout_s=10, retry_s=2)
+    with (
+        lab(tmp_path / "lab", layout) as cluster,
+        running_service(
+            tmp_path / "vmpack.db", WallClock(), heartbeat=Heartbeat(2.0, 4.0), fencing=fencing
+        ) as service,
+        agents(service.url, cluster.hosts, racks=racks),
+    ):
+        ops = service.client(OPERATOR_TOKEN)
+        guests = sum(len(g) for g in layout)
+        wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == guests, 30,
+                 "reports")  # fmt: skip
+        yield cluster, service
 
 
 def test_a_dead_host_is_fenced_then_its_guest_restarts_on_a_survivor(tmp_path: Path) -> None:
@@ -31,16 +54,8 @@ def test_a_dead_host_is_fenced_then_its_guest_restarts_on_a_survivor(tmp_path: P
         f"echo $1 >> {fenced}\n"
     )
     script.chmod(0o755)
-    fencing = FencingPolicy((str(script), "{host}"), timeout_s=10, retry_s=2)
-    with (
-        lab(tmp_path / "lab", layout) as cluster,
-        running_service(
-            tmp_path / "vmpack.db", WallClock(), heartbeat=Heartbeat(2.0, 4.0), fencing=fencing
-        ) as service,
-        agents(service.url, cluster.hosts),
-    ):
+    with fencing_lab(tmp_path, layout, script) as (cluster, service):
         ops = service.client(OPERATOR_TOKEN)
-        wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 3, 30, "reports")
         dead = cluster.hosts[2]
         died_at = time.time()
         kill_guests(dead)  # the host dies: its guests, then its libvirtd (which takes seconds)
@@ -98,16 +113,8 @@ def test_a_whole_rack_fails_and_its_guests_restart_in_the_other_rack(tmp_path: P
     script = tmp_path / "fence.sh"
     script.write_text(f"#!/bin/sh\necho $1 >> {fenced}\n")
     script.chmod(0o755)
-    fencing = FencingPolicy((str(script), "{host}"), timeout_s=10, retry_s=2)
-    with (
-        lab(tmp_path / "lab", layout) as cluster,
-        running_service(
-            tmp_path / "vmpack.db", WallClock(), heartbeat=Heartbeat(2.0, 4.0), fencing=fencing
-        ) as service,
-        agents(service.url, cluster.hosts, racks=["r1", "r1", "r2", "r2"]),
-    ):
+    with fencing_lab(tmp_path, layout, script, ["r1", "r1", "r2", "r2"]) as (cluster, service):
         ops = service.client(OPERATOR_TOKEN)
-        wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 4, 30, "reports")
         racks = {h["name"]: h["labels"]["rack"] for h in ops.get("/v1/hosts").json()}
         assert racks == {"lab1": "r1", "lab2": "r1", "lab3": "r2", "lab4": "r2"}
         died_at = time.time()
