@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shlex
 import socket
@@ -84,7 +83,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     agent.set_defaults(run=run_agent)
 
     lab = sub.add_parser("lab", help="a local multi-host libvirt lab with tiny guests")
-    lab.add_argument("action", choices=["up", "down"])
+    lab.add_argument(
+        "action",
+        choices=["up", "down", "power-off", "power-on"],
+        help="power-off|power-on HOST: one lab host, as a host power command would",
+    )
+    lab.add_argument("host", nargs="?", help="the host to power off or on (lab1, lab2...)")
     lab.add_argument("--hosts", type=int, default=3)
     lab.add_argument("--guests", type=int, default=4)
     lab.add_argument("--dir", type=Path, default=DEFAULT_LAB)
@@ -187,20 +191,26 @@ def run_lab(args: argparse.Namespace) -> int:
     import libvirt
 
     from vmpack_lab.guest import build_guest, domain_xml
-    from vmpack_lab.hosts import LabHost, lab_hosts, start, stop
+    from vmpack_lab.hosts import lab_hosts, load_lab, save_lab, start, stop
 
     state = args.dir / "lab.json"
-    if args.action == "down":
+    if args.action != "up":
         if not state.exists():
             raise LiveInputError(f"--dir: no lab in {args.dir}")
-        for entry in json.loads(state.read_text()):
-            stop(
-                LabHost(
-                    entry["name"], Path(entry["base"]), entry["port"], entry["migration_port_min"]
-                )
-            )
+        hosts = load_lab(state)
+    if args.action == "down":
+        for host in hosts:
+            stop(host)
         state.unlink()
         print(f"lab in {args.dir} stopped")
+        return 0
+    if args.action in ("power-off", "power-on"):
+        chosen = [h for h in hosts if h.name == args.host]
+        if not chosen:
+            known = ", ".join(h.name for h in hosts)
+            raise LiveInputError(f"host: no lab host '{args.host}' (the lab has {known})")
+        (stop if args.action == "power-off" else start)(chosen[0])
+        print(f"{args.host} powered {args.action.removeprefix('power-')}")
         return 0
     if not 1 <= args.hosts <= 8 or not 0 <= args.guests <= 8:
         raise LiveInputError("--hosts: 1 to 8, --guests: 0 to 8 (TCG guests on a small machine)")
@@ -208,16 +218,7 @@ def run_lab(args: argparse.Namespace) -> int:
     hosts = lab_hosts(args.hosts, args.dir / "hosts")
     for host in hosts:
         start(host)
-    entries = [
-        {
-            "name": h.name,
-            "base": str(h.base),
-            "port": h.port,
-            "migration_port_min": h.migration_port_min,
-        }
-        for h in hosts
-    ]
-    state.write_text(json.dumps(entries))
+    save_lab(hosts, state)
     for i in range(args.guests):
         host = hosts[i % len(hosts)]
         conn = libvirt.open(host.uri)

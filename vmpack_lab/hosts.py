@@ -10,6 +10,7 @@ Everything started is stopped by pid, never by name.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -153,6 +154,23 @@ def _kill_if(pid_file: Path, expected: str, sig: int = signal.SIGTERM, wait_s: f
     if Path(f"/proc/{pid}").exists():
         os.kill(pid, signal.SIGKILL)
     return pid
+
+
+def save_lab(hosts: list[LabHost], path: Path) -> None:
+    """Where a lab's hosts are, for ``vmpack lab down`` and ``vmpack lab power-off|on``."""
+    entries = [
+        {"name": h.name, "base": str(h.base), "port": h.port,
+         "migration_port_min": h.migration_port_min}
+        for h in hosts
+    ]  # fmt: skip
+    path.write_text(json.dumps(entries))
+
+
+def load_lab(path: Path) -> list[LabHost]:
+    return [
+        LabHost(e["name"], Path(e["base"]), e["port"], e["migration_port_min"])
+        for e in json.loads(path.read_text())
+    ]
 
 
 def lab_hosts(
