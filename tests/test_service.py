@@ -754,6 +754,10 @@ def test_host_power_off_when_empty_and_on_when_room_is_needed(tmp_path: Path) ->
         assert asked.status_code == 409
         assert "powering kvm-03 on: retry once it reports" in asked.json()["error"]
         assert log.read_text() == "off kvm-03\non kvm-03\n"
+        again = ops.post("/v1/placements", json={"name": "big", "vcpus": 2, "memory": "40GiB"})
+        assert "powering kvm-03 on" in again.json()["error"]  # the same host: it is coming
+        service.power.tick()  # not switched off as empty while it comes
+        assert log.read_text() == "off kvm-03\non kvm-03\n"
         team[2].beat()  # its agent reports once the host is up
         placed = ops.post("/v1/placements", json={"name": "big", "vcpus": 2, "memory": "40GiB"})
         assert placed.status_code == 200 and placed.json()["host"] == "kvm-03", placed.text

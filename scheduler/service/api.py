@@ -151,7 +151,7 @@ def create_app(config: ServiceConfig, store: Store) -> FastAPI:
     failover.start(config.failover_tick_s)
     power = PowerControl(
         store, lambda: current()[0], config.power,
-        lambda action, outcome: metrics.power.labels(action, outcome).inc(),
+        lambda action, outcome: metrics.power.labels(action, outcome).inc(), config.clock,
     )  # fmt: skip
     failover.need_room = power.power_on
     app.state.power = power

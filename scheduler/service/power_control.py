@@ -6,7 +6,8 @@
   take no VMs, and their silence is expected, so they are never taken for down nor fenced.
 - On: when a placement finds no room, when a failover leaves VMs without room, or when the
   HA reserve no longer holds, the largest standby host is switched on by the power-on command
-  and marked ``up``; it takes VMs once its agent reports.
+  and marked ``up``; it takes VMs once its agent reports. Until then, asking again names that
+  host rather than waking another, and it is not switched off as empty.
 
 A command that fails leaves the host as it was; the reason is logged and counted.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +37,7 @@ class PowerPolicy:
     on_command: tuple[str, ...] = ()
     timeout_s: float = 120.0
     max_off_per_tick: int = 4
+    wake_s: float = 600.0  # how long a host switched on may take to report; none other wakes
 
     @property
     def enabled(self) -> bool:
@@ -48,8 +51,11 @@ class PowerControl:
         snapshot: Callable[[], Cluster],
         policy: PowerPolicy,
         counted: Callable[[str, str], None],  # (action, outcome)
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store, self.snapshot, self.policy, self.counted = store, snapshot, policy, counted
+        self.clock = clock
+        self._waking: dict[str, float] = {}  # host switched on -> when, until it reports
         self._lock = threading.Lock()
         self._ticker = Ticker("power", self.tick)
 
@@ -79,22 +85,36 @@ class PowerControl:
             if host
         }
         advice = power_advice(cluster, cluster.current_placement)
-        idle = [h for h in advice.power_off if h not in wanted]
+        waking = self._still_waking()  # empty until they report, but wanted
+        idle = [h for h in advice.power_off if h not in wanted and h not in waking]
         for host in idle[: self.policy.max_off_per_tick]:
             self._switch(host, "off", HostState.STANDBY)
 
     def power_on(self, why: str) -> str | None:
         """Switch on the largest standby host; its name, or None if there is none (or the
-        command failed)."""
+        command failed). While a host switched on earlier has not reported yet, that host is
+        the answer: asking again before it comes must not wake another."""
         if not self.policy.enabled:
             return None
+        waking = self._still_waking()
+        if waking:
+            return min(waking)
         cluster = self.snapshot()
         standby = [h for h in cluster.hosts if h.state is HostState.STANDBY]
         for host in sorted(standby, key=lambda h: (-sum(h.capacity.values()), h.name)):
             if self._switch(host.name, "on", HostState.UP):
                 log.warning("powered %s on: %s", host.name, why)
+                self._waking[host.name] = self.clock()
                 return host.name
         return None
+
+    def _still_waking(self) -> set[str]:
+        """Hosts switched on that have not reported since (nor given up on after wake_s)."""
+        reported, now = self.store.report_times(), self.clock()
+        for host, at in list(self._waking.items()):
+            if reported.get(host, at - 1) >= at or now - at > self.policy.wake_s:
+                del self._waking[host]
+        return set(self._waking)
 
     def _switch(self, host: str, action: str, state: HostState) -> bool:
         command = self.policy.off_command if action == "off" else self.policy.on_command
