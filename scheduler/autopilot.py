@@ -3,7 +3,8 @@
 Hysteresis keeps VMs from ping-ponging: a plan is worth proposing only if it frees at least
 ``min_hosts_saved`` hosts; VMs moved in the last ``vm_cooldown_s`` are held where they are;
 and all automatic plans of the last hour share ``max_moves_per_hour``. The same holding is
-used when a plan is re-planned after a failed migration: the VM that failed stays put.
+used when a plan is re-planned after a failed migration: the VM that failed stays put. A plan
+that passes through a wave where the HA reserve would not hold is never made automatically.
 """
 
 from __future__ import annotations
@@ -61,5 +62,7 @@ def consider(
     outcome = decide_plan(view, Goal.CONSOLIDATE, (), options)
     saved = outcome.before.active_hosts - outcome.after.active_hosts
     if saved < policy.min_hosts_saved or outcome.plan.unresolved or outcome.left_behind:
+        return None
+    if outcome.reserve_breaks:  # a person may accept that; automation never does
         return None
     return outcome
