@@ -110,8 +110,10 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-instances", type=int, help="an evenly spread sample of this size")
+    parser.add_argument("--only", default="", help="instances whose id contains this text")
     args = parser.parse_args()
     instances = load_instances(args.per_class, args.seed, args.max_instances)
+    instances = [(row, text) for row, text in instances if args.only in row["instance_id"]]
     solved = total = skipped = published_solved = 0
     sums = {"vmpack": 0, "ffd": 0, "best": 0, "lb": 0, "published": 0}
     seconds: list[float] = []

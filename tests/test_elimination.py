@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from scheduler.solver.elimination import Budget, Packing, active_count, close_hosts
 from scheduler.solver.fewer_hosts import fewer_hosts
+from scheduler.solver.repack import repack
 from scheduler.state import PlacementState
 from tests.conftest import cluster_of
 
@@ -135,3 +136,20 @@ def test_vms_tied_by_rules_stay_and_pins_hold() -> None:
     assert len(used) < 6
     load = PlacementState(cluster, found).load
     assert all(load[h.name].get(r, 0) <= h.capacity[r] for h in cluster.hosts for r in h.capacity)
+
+
+def test_an_exact_repack_finds_the_packing_or_says_there_is_none() -> None:
+    # Two hosts of 10 x 10; four VMs that fit only paired as (6, 4) + (4, 6) twice.
+    sizes = np.array([[6, 4], [6, 4], [4, 6], [4, 6]])
+    packing = Packing(
+        np.full((2, 2), 10), sizes, np.ones((4, 2), dtype=bool), np.zeros(2, dtype=bool)
+    )
+    homes = repack(packing, [0, 1, 2, 3], [0, 1], {0: 0, 1: 0}, work_limit=5.0)
+    assert homes is not None and sorted(homes) == [0, 1, 2, 3]
+    for host in (0, 1):
+        assert (sizes[[vm for vm, h in homes.items() if h == host]].sum(axis=0) <= 10).all()
+    assert repack(packing, [0, 1, 2, 3], [0], {}, work_limit=5.0) is None  # one host: no room
+    pinned = packing.allowed.copy()
+    pinned[[0, 1], 1] = False  # both (6, 4) VMs only on host 0: 12 > 10
+    assert repack(Packing(packing.room, sizes, pinned, packing.always_on),
+                  [0, 1, 2, 3], [0, 1], {}, work_limit=5.0) is None  # fmt: skip

@@ -12,6 +12,9 @@ Then, step by step, bring pool VMs back onto open hosts:
 - an ejected VM may not return to that host for a few steps (the tabu list), which keeps
   the search from undoing its own moves.
 
+When the pool has not shrunk for a while, an exact repack (``repack.py``, CP-SAT) looks at
+the pool and a few roomy hosts at once, which single moves cannot.
+
 As soon as the pool fits on two of the three closed hosts, a packing on m - 1 hosts is
 found, and the next hosts are closed. The search stops at a lower bound, a deadline, a
 number of steps (which makes it repeatable), or when the pool has not shrunk for long.
@@ -25,12 +28,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scheduler.solver.repack import repack
+
 CLOSED = 3  # hosts emptied at once; the pool must fit on all but one of them
 TENURE = (10, 30)  # steps an ejected VM stays away from its host, drawn at random
 SWAP_PAIRS = 12  # pairs of pool VMs tried together per step
 STALL_STEPS = 500  # give up on these closed hosts after this many steps without progress
 PENALTY_GROWTH = 1.02  # each step in the pool makes a VM dearer to eject again
 MAX_FAILURES = 30  # closing tries in a row that may fail before the search stops
+REPACK_AFTER = 200  # steps without progress between two exact repacks of a few hosts
+REPACK_VMS = 40  # at most this many VMs in one repack (the pool and those of the hosts)
+REPACK_HOSTS = 8  # open hosts taken into one repack
+REPACK_WORK = 0.5  # CP-SAT deterministic seconds per repack
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,37 @@ class _Search:
             self._move()
             pool = float(self.size_weight[self.pool].sum())
             best, since = (pool, 0) if pool < best - 1e-9 else (best, since + 1)
+            if since and since % REPACK_AFTER == 0 and self._repack():
+                return self.at
         return None
+
+    def _repack(self) -> bool:
+        """Solve exactly whether the pool and the VMs of a few open hosts fit on those hosts
+        and all but one closed host; the hosts with the most room left go first, with some
+        chance so that each try looks at another group."""
+        free = (self.free / self.scale).sum(axis=1) * (1 + 0.3 * self.rng.random(len(self.free)))
+        candidates = np.flatnonzero(self.open)
+        chosen: list[int] = []
+        vms = list(self.pool)
+        for host in map(int, candidates[np.argsort(-free[candidates], kind="stable")]):
+            if len(chosen) == REPACK_HOSTS:
+                break
+            if len(vms) + len(self.members[host]) <= REPACK_VMS:
+                chosen.append(host)
+                vms += self.members[host]
+        hosts = [*map(int, self.closed[:-1]), *chosen]
+        if (self.p.sizes[self.pool].sum(axis=0) > self.free[hosts].sum(axis=0)).any():
+            return False  # not even the total room is there
+        seed = int(self.rng.integers(1 << 30))
+        homes = repack(self.p, vms, hosts, {vm: int(self.at[vm]) for vm in vms}, REPACK_WORK, seed)
+        if homes is None:
+            return False
+        for host in chosen:
+            for vm in list(self.members[host]):
+                self._take_out(vm)
+        for vm, host in homes.items():
+            self._put(vm, host)
+        return True
 
     def _home_for_pool(self) -> dict[int, int] | None:
         """Closed hosts for every pool VM, leaving one closed host empty (first fit, largest
