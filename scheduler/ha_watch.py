@@ -13,8 +13,9 @@ keeps, for each failure, the restart placement that last showed it covered (its
 
 A host a VM leaves only gains room, and pins, bans and anti-affinity look at one host, so no
 other certificate can break. A spoiled certificate is first replayed as it stands (room,
-host state and every hard rule, through the same ``PlacementState`` the planner uses), and
-only if that fails is the failure re-placed from scratch, as ``check_ha`` would. A reserve
+host state and every hard rule, through the same ``PlacementState`` the planner uses), then
+mended (the VMs it can no longer place, or did not know, placed best fit), and only if that
+fails is the failure re-placed from scratch, as ``check_ha`` would. A reserve
 the watch reports held is therefore backed by a concrete, checked restart placement for
 every failure; the failure sets themselves are fixed when the watch starts.
 """
@@ -188,8 +189,8 @@ class ReserveWatch:
         return (None if stranded else restarts), stranded
 
     def _fits_as_is(self, restarts: Certificate, victims: Sequence[str]) -> bool:
-        """Does the certificate still hold, judged on capacity alone in one sum? Only asked
-        when it names every VM and none is under a hard rule (those need the replay)."""
+        """Does the certificate still hold, judged on capacity alone in one sum? False as
+        soon as it misses a VM or a VM is under a hard rule: those need the replay."""
         packer = self.packer
         if not victims:
             return True

@@ -57,6 +57,7 @@ class PowerControl:
         self.clock = clock
         self._waking: dict[str, float] = {}  # host switched on -> when, until it reports
         self._lock = threading.Lock()
+        self._waking_lock = threading.Lock()
         self._ticker = Ticker("power", self.tick)
 
     def start(self, tick_s: float) -> None:
@@ -96,24 +97,25 @@ class PowerControl:
         the answer: asking again before it comes must not wake another."""
         if not self.policy.enabled:
             return None
-        waking = self._still_waking()
-        if waking:
-            return min(waking)
-        cluster = self.snapshot()
-        standby = [h for h in cluster.hosts if h.state is HostState.STANDBY]
-        for host in sorted(standby, key=lambda h: (-sum(h.capacity.values()), h.name)):
-            if self._switch(host.name, "on", HostState.UP):
-                log.warning("powered %s on: %s", host.name, why)
-                self._waking[host.name] = self.clock()
-                return host.name
-        return None
+        with self._waking_lock:  # placements, failover and the reserve may ask at once
+            waking = self._still_waking()
+            if waking:
+                return min(waking)
+            cluster = self.snapshot()
+            standby = [h for h in cluster.hosts if h.state is HostState.STANDBY]
+            for host in sorted(standby, key=lambda h: (-sum(h.capacity.values()), h.name)):
+                if self._switch(host.name, "on", HostState.UP):
+                    log.warning("powered %s on: %s", host.name, why)
+                    self._waking[host.name] = self.clock()
+                    return host.name
+            return None
 
     def _still_waking(self) -> set[str]:
         """Hosts switched on that have not reported since (nor given up on after wake_s)."""
         reported, now = self.store.report_times(), self.clock()
         for host, at in list(self._waking.items()):
             if reported.get(host, at - 1) >= at or now - at > self.policy.wake_s:
-                del self._waking[host]
+                self._waking.pop(host, None)
         return set(self._waking)
 
     def _switch(self, host: str, action: str, state: HostState) -> bool:
