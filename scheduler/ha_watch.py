@@ -30,7 +30,6 @@ from scheduler.ha import as_failures_see_it, failure_groups, lifted, restart_els
 from scheduler.model import Cluster
 from scheduler.rules import Affinity, AntiAffinity, Ban, Pin, Rule
 from scheduler.solver.greedy import Packer, place_pending
-from scheduler.state import statically_allowed
 
 HOST_LOCAL_RULES = (AntiAffinity, Pin, Ban)
 
@@ -41,7 +40,6 @@ Certificate = dict[str, str]  # VM -> the host it restarts on
 class ReserveWatch:
     def __init__(self, cluster: Cluster) -> None:
         cluster = as_failures_see_it(cluster)
-        self.cluster = cluster
         self.packer = Packer(cluster, cluster.current_placement)
         self.vm_order = {vm.name: i for i, vm in enumerate(cluster.vms)}
         groups, _ = failure_groups(cluster, cluster.policy.ha)
@@ -209,22 +207,12 @@ class ReserveWatch:
         """Replay the certificate move by move (room, host state, every hard rule), then
         place best fit the VMs it does not know or can no longer place where it says; None
         when one of those finds no host."""
-        packer, cluster = self.packer, self.cluster
+        packer = self.packer
         with lifted(packer, self.failed_hosts[name], victims):
             unsettled = []
             for vm in victims:
                 host = restarts.get(vm)
-                if host is None:
-                    unsettled.append(vm)
-                    continue
-                i = packer.index[host]
-                rules = packer.state.rules_of.get(vm, ())
-                if (
-                    packer.open[i]
-                    and (packer.free[i] >= packer.demand(vm)).all()
-                    and statically_allowed(cluster, vm, cluster.host_by_name[host], rules)
-                    and packer.state.rules_admit(vm, host)
-                ):
+                if host is not None and packer.can_take(vm, host):
                     packer.move(vm, host)
                 else:
                     unsettled.append(vm)

@@ -81,14 +81,25 @@ class Packer:
         if fit == "best":
             slack = ((self.free[candidates] - vector) / self.scale).sum(axis=1)
             candidates = candidates[np.argsort(slack, kind="stable")]
-        rules = self.state.rules_of.get(vm, ())
         for i in candidates:
             host = self.hosts[i]
-            if statically_allowed(self.cluster, vm, self.cluster.host_by_name[host], rules) and (
-                self.state.rules_admit(vm, host)
-            ):
+            if self._rules_allow(vm, host):
                 return host
         return None
+
+    def can_take(self, vm: str, host: str) -> bool:
+        """Is ``host`` open, with room for ``vm``, and do the rules allow it there?"""
+        i = self.index[host]
+        return (
+            bool(self.open[i])
+            and bool((self.free[i] >= self.demand(vm)).all())
+            and self._rules_allow(vm, host)
+        )
+
+    def _rules_allow(self, vm: str, host: str) -> bool:
+        rules = self.state.rules_of.get(vm, ())
+        allowed = statically_allowed(self.cluster, vm, self.cluster.host_by_name[host], rules)
+        return allowed and self.state.rules_admit(vm, host)
 
     def active_mask(self) -> np.ndarray:
         return self.count > 0
