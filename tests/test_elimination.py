@@ -10,6 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scheduler.solver import tabu_steps
 from scheduler.solver.elimination import Budget, Packing, active_count, close_hosts
 from scheduler.solver.fewer_hosts import fewer_hosts
 from scheduler.solver.repack import repack
@@ -153,3 +154,32 @@ def test_an_exact_repack_finds_the_packing_or_says_there_is_none() -> None:
     pinned[[0, 1], 1] = False  # both (6, 4) VMs only on host 0: 12 > 10
     assert repack(Packing(packing.room, sizes, pinned, packing.always_on),
                   [0, 1, 2, 3], [0, 1], {}, work_limit=5.0) is None  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(packings(), st.integers(0, 3))
+def test_the_compiled_steps_keep_their_books(case: tuple[Packing, np.ndarray], seed: int) -> None:
+    """Step by step, the room left, the VMs of each host and the pool all agree with where
+    the VMs are, and no step puts a VM where it may not go or where it does not fit."""
+    packing, start = case
+    is_open = packing.always_on.copy()
+    is_open[start] = True
+    scale = np.maximum(packing.room.max(axis=0), 1).astype(np.float64)
+    s = tabu_steps.arrays_for(packing.sizes, packing.room, packing.allowed, start, is_open, scale)
+    tabu_steps.seed(seed)
+    s = s._replace(closed=np.flatnonzero(is_open & ~packing.always_on)[:3])
+    s.is_open[s.closed] = False
+    for vm in np.flatnonzero(np.isin(start, s.closed)):
+        tabu_steps.take_out(s, int(vm))
+    for _ in range(30):
+        stop, _taken = tabu_steps.run_steps(s, 1, 1000, 7)
+        placed = s.at >= 0
+        load = np.zeros_like(packing.room)
+        np.add.at(load, s.at[placed], packing.sizes[placed])
+        assert (s.free == packing.room - load).all() and (s.free >= 0).all()
+        assert packing.allowed[np.flatnonzero(placed), s.at[placed]].all()
+        for host in range(len(packing.room)):
+            assert sorted(s.members[host, : s.held[host]]) == list(np.flatnonzero(s.at == host))
+        assert sorted(s.pool[: s.counters[tabu_steps.POOL]]) == list(np.flatnonzero(~placed))
+        if stop == tabu_steps.FOUND:
+            break

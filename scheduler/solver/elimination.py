@@ -22,24 +22,22 @@ number of steps (which makes it repeatable), or when the pool has not shrunk for
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from scheduler.solver import tabu_steps
 from scheduler.solver.repack import repack
 
 CLOSED = 3  # hosts emptied at once; the pool must fit on all but one of them
-TENURE = (10, 30)  # steps an ejected VM stays away from its host, drawn at random
-SWAP_PAIRS = 12  # pairs of pool VMs tried together per step
-STALL_STEPS = 500  # give up on these closed hosts after this many steps without progress
-PENALTY_GROWTH = 1.02  # each step in the pool makes a VM dearer to eject again
+STALL_STEPS = 5_000  # give up on these closed hosts after this many steps without progress
 MAX_FAILURES = 30  # closing tries in a row that may fail before the search stops
-REPACK_AFTER = 200  # steps without progress between two exact repacks of a few hosts
+REPACK_AFTER = 2_000  # steps without progress between two exact repacks of a few hosts
 REPACK_VMS = 40  # at most this many VMs in one repack (the pool and those of the hosts)
 REPACK_HOSTS = 8  # open hosts taken into one repack
 REPACK_WORK = 0.5  # CP-SAT deterministic seconds per repack
+CHUNK_SECONDS = 0.02  # the compiled steps return this often to look at the clock
 
 
 @dataclass(frozen=True)
@@ -89,193 +87,79 @@ class _Search:
         self.p = packing
         self.rng = rng
         self.scale = np.maximum(packing.room.max(axis=0), 1).astype(np.float64)
-        self.size_weight = (packing.sizes / self.scale).sum(axis=1)
-        self.cost = self.size_weight**2
-        self.penalty = np.ones(len(packing.sizes))
-        self.at = assignment.copy()
-        self.free = packing.room.copy()
-        np.subtract.at(self.free, self.at, packing.sizes)
-        self.members: list[list[int]] = [[] for _ in range(len(packing.room))]
-        for vm, host in enumerate(self.at):
-            self.members[host].append(vm)
-        self.open = packing.always_on | np.array([bool(m) for m in self.members])
-        self.closed = np.zeros(0, dtype=np.int64)
-        self.pool: list[int] = []
-        self.tabu: dict[int, dict[int, int]] = {}  # vm -> host -> first step it may return
-        self.step = 0
-        self._ways_of: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        is_open = packing.always_on.copy()
+        is_open[assignment] = True
+        self.s = tabu_steps.arrays_for(
+            packing.sizes, packing.room, packing.allowed, assignment, is_open, self.scale
+        )
+        tabu_steps.seed(int(rng.integers(1 << 30)))
+
+    def members(self, host: int) -> np.ndarray:
+        return self.s.members[host, : self.s.held[host]]
+
+    @property
+    def pool(self) -> np.ndarray:
+        return self.s.pool[: self.s.counters[tabu_steps.POOL]]
 
     def close_one(self, deadline: float, steps_left: list[int], failures: int) -> np.ndarray | None:
         """Close hosts and search until the pool fits; the first try closes the least-loaded
         hosts, and each failure widens the choice to a few more, drawn at random."""
-        loads = np.array([self.cost[m].sum() for m in self.members])
-        closable = np.flatnonzero(self.open & ~self.p.always_on)
+        s = self.s
+        loads = np.array([s.cost[self.members(h)].sum() for h in range(len(s.free))])
+        closable = np.flatnonzero(s.is_open & ~self.p.always_on)
         if closable.size == 0:
             return None
         closable = closable[np.argsort(loads[closable], kind="stable")]
         if failures:
             choice = closable[: CLOSED + 2 * failures]
             closable = self.rng.choice(choice, min(CLOSED, len(choice)), replace=False)
-        self.closed = closable[:CLOSED]
-        self.open[self.closed] = False
-        for closed in self.closed:
-            for vm in list(self.members[closed]):
-                self._take_out(vm)
-        patience = max(STALL_STEPS, 20 * len(self.at))
-        best, since = np.inf, 0
-        while time.monotonic() < deadline and steps_left[0] > 0 and since < patience:
-            home = self._home_for_pool()
-            if home is not None:
-                for vm, host in home.items():
-                    self._put(vm, host)
-                return self.at
-            steps_left[0] -= 1
-            self._move()
-            pool = float(self.size_weight[self.pool].sum())
-            best, since = (pool, 0) if pool < best - 1e-9 else (best, since + 1)
-            if since and since % REPACK_AFTER == 0 and self._repack():
-                return self.at
+        s = self.s = s._replace(closed=closable[:CLOSED].astype(np.int64))
+        s.is_open[s.closed] = False
+        for closed in s.closed:
+            for vm in self.members(closed).copy():
+                tabu_steps.take_out(s, vm)
+        s.counters[tabu_steps.SINCE] = 0
+        s.best_pool[0] = np.inf
+        patience = max(STALL_STEPS, 20 * len(s.at))
+        chunk = 16
+        while time.monotonic() < deadline and steps_left[0] > 0:
+            started = time.monotonic()
+            stop, taken = tabu_steps.run_steps(s, min(chunk, steps_left[0]), patience, REPACK_AFTER)
+            steps_left[0] -= taken
+            if time.monotonic() - started < CHUNK_SECONDS / 2:
+                chunk *= 2
+            if stop == tabu_steps.FOUND or (stop == tabu_steps.WANTS_REPACK and self._repack()):
+                return s.at
+            if stop == tabu_steps.STALLED:
+                break
         return None
 
     def _repack(self) -> bool:
         """Solve exactly whether the pool and the VMs of a few open hosts fit on those hosts
         and all but one closed host; the hosts with the most room left go first, with some
         chance so that each try looks at another group."""
-        free = (self.free / self.scale).sum(axis=1) * (1 + 0.3 * self.rng.random(len(self.free)))
-        candidates = np.flatnonzero(self.open)
+        s = self.s
+        free = (s.free / self.scale).sum(axis=1) * (1 + 0.3 * self.rng.random(len(s.free)))
+        candidates = np.flatnonzero(s.is_open)
         chosen: list[int] = []
-        vms = list(self.pool)
+        pool = [int(vm) for vm in self.pool]
+        vms = list(pool)
         for host in map(int, candidates[np.argsort(-free[candidates], kind="stable")]):
             if len(chosen) == REPACK_HOSTS:
                 break
-            if len(vms) + len(self.members[host]) <= REPACK_VMS:
+            if len(vms) + len(self.members(host)) <= REPACK_VMS:
                 chosen.append(host)
-                vms += self.members[host]
-        hosts = [*map(int, self.closed[:-1]), *chosen]
-        if (self.p.sizes[self.pool].sum(axis=0) > self.free[hosts].sum(axis=0)).any():
+                vms += [int(vm) for vm in self.members(host)]
+        hosts = [*map(int, s.closed[:-1]), *chosen]
+        if (self.p.sizes[pool].sum(axis=0) > s.free[hosts].sum(axis=0)).any():
             return False  # not even the total room is there
         seed = int(self.rng.integers(1 << 30))
-        homes = repack(self.p, vms, hosts, {vm: int(self.at[vm]) for vm in vms}, REPACK_WORK, seed)
+        homes = repack(self.p, vms, hosts, {vm: int(s.at[vm]) for vm in vms}, REPACK_WORK, seed)
         if homes is None:
             return False
         for host in chosen:
-            for vm in list(self.members[host]):
-                self._take_out(vm)
+            for vm in self.members(host).copy():
+                tabu_steps.take_out(s, vm)
         for vm, host in homes.items():
-            self._put(vm, host)
+            tabu_steps.put(s, vm, host)
         return True
-
-    def _home_for_pool(self) -> dict[int, int] | None:
-        """Closed hosts for every pool VM, leaving one closed host empty (first fit, largest
-        first); None if the pool does not fit that way."""
-        keep = self.closed[:-1]
-        free = self.free[keep].copy()
-        home: dict[int, int] = {}
-        for vm in sorted(self.pool, key=lambda v: -self.cost[v]):
-            fits = (free >= self.p.sizes[vm]).all(axis=1) & self.p.allowed[vm, keep]
-            if not fits.any():
-                return None
-            k = int(np.argmax(fits))
-            free[k] -= self.p.sizes[vm]
-            home[vm] = int(keep[k])
-        return home
-
-    def _take_out(self, vm: int) -> None:
-        host = int(self.at[vm])
-        self.free[host] += self.p.sizes[vm]
-        self.members[host].remove(vm)
-        self._changed(host)
-        self.at[vm] = -1
-        self.pool.append(vm)
-
-    def _put(self, vm: int, host: int) -> None:
-        self.pool.remove(vm)
-        self.free[host] -= self.p.sizes[vm]
-        self.members[host].append(vm)
-        self._changed(host)
-        self.at[vm] = host
-
-    def _changed(self, host: int) -> None:
-        self._ways_of.pop(host, None)
-        self._table = None
-
-    def _move(self) -> None:
-        """One step: the swap that packs the most, else the tabu move whose ejections cost
-        least; then every pool VM that fits somewhere as it is."""
-        self.step += 1
-        pairs = list(itertools.combinations(self.pool, 2))
-        if len(pairs) > SWAP_PAIRS:
-            pairs = [pairs[k] for k in self.rng.choice(len(pairs), SWAP_PAIRS, replace=False)]
-        groups = [(vm,) for vm in self.pool] + pairs
-        host, room, out = self._ejections()
-        if len(host) == 0:
-            return  # every host is closed: nothing can move
-        vectors = np.array([self.p.sizes[list(g)].sum(axis=0) for g in groups])
-        receivers = np.array([self._receivers(g) for g in groups])[:, host]
-        after = self.free[host] + room  # room on the host once the way's VMs are out
-        fits = receivers & (after[None, :, :] >= vectors[:, None, :]).all(axis=2)
-        # On ties, the tighter fit: the normalised room left, summed over resources.
-        left = (after / self.scale).sum(axis=1)[None, :] - (vectors / self.scale).sum(axis=1)[
-            :, None
-        ]
-        tightness = 1e-6 * left
-        noise = 1e-9 * self.rng.random(fits.shape)  # and then chance
-        self.penalty[self.pool] *= PENALTY_GROWTH
-        weighted = self.cost * self.penalty
-        passes = ((self.size_weight, len(groups), -1e-7), (weighted, len(self.pool), np.inf))
-        for weight, rows, better_than in passes:
-            ejected = np.where(out >= 0, weight[out], 0.0).sum(axis=1)
-            entering = np.array([weight[list(g)].sum() for g in groups[:rows]])
-            change = ejected[None, :] - entering[:, None] + tightness[:rows] + noise[:rows]
-            change = np.where(fits[:rows], change, np.inf)
-            g, k = np.unravel_index(int(np.argmin(change)), change.shape)
-            if change[g, k] < better_than:
-                target = int(host[k])
-                for vm in out[k][out[k] >= 0]:
-                    self._take_out(int(vm))
-                    self.tabu.setdefault(int(vm), {})[target] = self.step + int(
-                        self.rng.integers(*TENURE)
-                    )
-                for vm in groups[g]:
-                    self._put(vm, target)
-                break
-        self._fit_pool()
-
-    def _receivers(self, group: tuple[int, ...]) -> np.ndarray:
-        mask: np.ndarray = self.open.copy()
-        for vm in group:
-            mask &= self.p.allowed[vm]
-            for host, until in self.tabu.get(vm, {}).items():
-                if until > self.step:
-                    mask[host] = False
-        return mask
-
-    def _fit_pool(self) -> None:
-        for vm in sorted(self.pool, key=lambda v: -self.cost[v]):
-            fits = self._receivers((vm,)) & (self.free >= self.p.sizes[vm]).all(axis=1)
-            hosts = np.flatnonzero(fits)
-            if hosts.size:
-                slack = ((self.free[hosts] - self.p.sizes[vm]) / self.scale).sum(axis=1)
-                self._put(vm, int(hosts[np.argmin(slack)]))
-
-    def _ejections(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every way to make room on an open host: eject nothing, one VM or two VMs. As rows:
-        the host, the room made (resources) and the VMs ejected (two columns, -1: none)."""
-        if self._table is None:
-            parts = []
-            for host in map(int, np.flatnonzero(self.open)):
-                if host not in self._ways_of:
-                    members = self.members[host]
-                    rows = [(-1, -1)] + [(vm, -1) for vm in members]
-                    rows += list(itertools.combinations(members, 2))
-                    out = np.array(rows, dtype=np.int64)
-                    room = np.where(out[:, :, None] >= 0, self.p.sizes[out], 0).sum(axis=1)
-                    self._ways_of[host] = (np.full(len(out), host), room, out)
-                parts.append(self._ways_of[host])
-            if not parts:
-                empty = np.zeros(0, dtype=np.int64)
-                return empty, np.zeros((0, self.free.shape[1]), dtype=np.int64), empty
-            hosts, rooms, outs = zip(*parts, strict=True)
-            self._table = (np.concatenate(hosts), np.concatenate(rooms), np.concatenate(outs))
-        return self._table
