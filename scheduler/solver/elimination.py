@@ -126,8 +126,11 @@ class _Search:
             started = time.monotonic()
             stop, taken = tabu_steps.run_steps(s, min(chunk, steps_left[0]), patience, REPACK_AFTER)
             steps_left[0] -= taken
-            if time.monotonic() - started < CHUNK_SECONDS / 2:
+            took = time.monotonic() - started
+            if took < CHUNK_SECONDS / 2:
                 chunk *= 2
+            elif took > 2 * CHUNK_SECONDS and chunk > 1:
+                chunk //= 2  # steps grow dearer as the pool grows
             if stop == tabu_steps.FOUND or (stop == tabu_steps.WANTS_REPACK and self._repack()):
                 return s.at
             if stop == tabu_steps.STALLED:
