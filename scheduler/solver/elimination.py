@@ -4,16 +4,20 @@ neighbourhood search of Buljubašić & Vasquez for vector packing (Comput. Oper.
 From a packing on m hosts, close the three least-loaded hosts and put their VMs in a pool.
 Then, step by step, bring pool VMs back onto open hosts:
 
-- a *swap* brings one or two pool VMs onto a host and ejects at most two of its VMs into the
-  pool, when that packs more (the pool's total size shrinks);
-- when no swap packs more, a *tabu move* inserts one pool VM and ejects the cheapest VMs
-  that make room, even if the pool grows; a VM costs the square of its size, so large VMs
-  get packed and the pool holds small ones, which fit anywhere later;
+- a *refill* puts on an open host the set of its own VMs and pool VMs that is worth most
+  (``knapsack.py``), any number leaving and entering at once; a VM is worth the square of
+  its size times a penalty that grows while it waits in the pool, so large VMs and those
+  that waited long get packed, and the pool keeps small ones, which fit anywhere later;
+- when no refill helps, a *swap* brings one or two pool VMs onto a host and ejects at most
+  two of its VMs into the pool, when that packs more (the pool's total size shrinks);
+- else a *tabu move* inserts one pool VM and ejects the VMs worth least that make room,
+  even if the pool grows;
 - an ejected VM may not return to that host for a few steps (the tabu list), which keeps
   the search from undoing its own moves.
 
-When the pool has not shrunk for a while, an exact repack (``repack.py``, CP-SAT) looks at
-the pool and a few roomy hosts at once, which single moves cannot.
+The steps run compiled (``tabu_steps.py``); this module chooses the hosts to close and
+runs the exact repacks between them. When the pool has not shrunk for a while, an exact
+repack (``repack.py``, CP-SAT) looks at the pool and a few roomy hosts at once.
 
 As soon as the pool fits on two of the three closed hosts, a packing on m - 1 hosts is
 found, and the next hosts are closed. The search stops at a lower bound, a deadline, a

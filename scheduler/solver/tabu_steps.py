@@ -10,16 +10,19 @@ close and runs the exact repacks, this side runs the steps between them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple, TypeVar, cast
+from typing import NamedTuple
 
-import numba
 import numpy as np
+
+from scheduler.solver.knapsack import best_subset, compiled
 
 SWAP_PAIRS = 12  # pairs of pool VMs tried together per step
 TENURE = (10, 30)  # steps an ejected VM stays away from its host, drawn at random
 TABU_SLOTS = 4  # hosts a VM can be kept away from at once; the oldest entry gives way
 PENALTY_GROWTH = 1.02  # each step in the pool makes a VM dearer to eject again
+REFILL_HOSTS = 500  # hosts refilled from the pool per step, drawn at random when there are more
+REFILL_CANDIDATES = 24  # at most this many VMs weighed for one host: its own, then the pool's
+REFILL_NODES = 4_000  # branch-and-bound nodes per refill
 IMPROVES = -1e-7  # a swap must shrink the pool by more than rounding
 
 # What ``run_steps`` stopped on.
@@ -28,11 +31,7 @@ STALLED = 2  # no progress for ``patience`` steps
 WANTS_REPACK = 3  # ``repack_after`` steps without progress: time for an exact repack
 OUT_OF_STEPS = 4  # the steps granted to this call are used up
 
-_Fn = TypeVar("_Fn", bound=Callable[..., object])
-
-
-def _compiled(fn: _Fn) -> _Fn:
-    return cast(_Fn, numba.njit(cache=True)(fn))
+_compiled = compiled
 
 
 class Arrays(NamedTuple):
@@ -219,12 +218,20 @@ def _keep_away(s: Arrays, vm: int, host: int, until: int) -> None:
 
 @_compiled
 def _step(s: Arrays) -> None:
-    """The swap that packs the most (the pool's size weight shrinks), else the tabu move
-    whose ejections cost least (a VM costs its size squared times its penalty); ties go to
-    the tighter fit, then to chance. Then every pool VM that fits somewhere goes there."""
+    """Refills of the open hosts from the pool (``_refill``); if none packs more, the swap that
+    packs the most (the pool's size weight shrinks), else the tabu move whose ejections cost
+    least (a VM costs its size squared times its penalty); ties go to the tighter fit, then
+    to chance. Then every pool VM that fits somewhere goes there."""
     s.counters[STEP] += 1
     n = s.counters[POOL]
     if n == 0:
+        return
+    refilled = False
+    for h in np.random.permutation(np.flatnonzero(s.is_open))[:REFILL_HOSTS]:
+        refilled |= _refill(s, h)
+    n = s.counters[POOL]
+    if refilled or n == 0:
+        _fit_pool(s)
         return
     pool = s.pool[:n].copy()
     groups = np.full((n + SWAP_PAIRS, 2), -1, dtype=np.int64)
@@ -303,6 +310,47 @@ def _step(s: Arrays) -> None:
             if vm >= 0:
                 put(s, vm, h)
     _fit_pool(s)
+
+
+@_compiled
+def _refill(s: Arrays, host: int) -> bool:
+    """Puts on ``host`` the set of its own VMs and pool VMs that fits and is worth most, if
+    it is worth more than what the host holds. A VM is worth its cost times its penalty, so
+    large VMs and those long in the pool get packed, and the pool keeps small ones."""
+    held = s.held[host]
+    room = s.free[host].copy()
+    own = s.members[host, :held].copy()
+    for vm in own:
+        room += s.sizes[vm]
+    entering = np.empty(s.counters[POOL], dtype=np.int64)
+    count = 0
+    for vm in s.pool[: s.counters[POOL]]:
+        if _may_enter(s, vm, host) and _fits(room, s.sizes[vm]):
+            entering[count] = vm
+            count += 1
+    if count == 0:
+        return False
+    entering = entering[:count]
+    entering = entering[np.argsort(-_worth(s, entering), kind="mergesort")]
+    weighed = np.concatenate((own, entering))[: max(held, REFILL_CANDIDATES)]
+    worth = _worth(s, weighed)
+    order = np.argsort(-worth, kind="mergesort")
+    weighed, worth = weighed[order], worth[order]
+    chosen, value = best_subset(s.sizes[weighed], worth, room, REFILL_NODES)
+    if value <= _worth(s, own).sum() + 1e-7:
+        return False
+    for vm in own:
+        take_out(s, vm)
+    for k in range(len(weighed)):
+        if chosen[k]:
+            put(s, weighed[k], host)
+    return True
+
+
+@_compiled
+def _worth(s: Arrays, vms: np.ndarray) -> np.ndarray:
+    worth: np.ndarray = s.cost[vms] * s.penalty[vms]
+    return worth
 
 
 @_compiled
