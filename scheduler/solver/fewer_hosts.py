@@ -19,7 +19,7 @@ from scheduler.solver.bounds import active_hosts_lower_bound
 from scheduler.solver.elimination import Budget, Packing, active_count, close_hosts
 from scheduler.state import PlacementState
 
-STEPS_PER_SECOND = 4_000  # repeatable runs count steps, about as many as a second allows here
+STEPS_PER_SECOND = 2_000  # repeatable runs count steps, about as many as a second allows here
 
 
 def fewer_hosts(

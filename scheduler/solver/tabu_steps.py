@@ -31,8 +31,6 @@ STALLED = 2  # no progress for ``patience`` steps
 WANTS_REPACK = 3  # ``repack_after`` steps without progress: time for an exact repack
 OUT_OF_STEPS = 4  # the steps granted to this call are used up
 
-_compiled = compiled
-
 
 class Arrays(NamedTuple):
     """The search state. Hosts and VMs are row numbers; a VM in the pool is at host -1."""
@@ -100,12 +98,12 @@ def _most_per_host(sizes: np.ndarray, room: np.ndarray) -> int:
     return most
 
 
-@_compiled
+@compiled
 def seed(value: int) -> None:
     np.random.seed(value)
 
 
-@_compiled
+@compiled
 def take_out(s: Arrays, vm: int) -> None:
     host = s.at[vm]
     s.free[host] += s.sizes[vm]
@@ -118,7 +116,7 @@ def take_out(s: Arrays, vm: int) -> None:
     s.counters[POOL] += 1
 
 
-@_compiled
+@compiled
 def put(s: Arrays, vm: int, host: int) -> None:
     n = s.counters[POOL]
     for i in range(n):
@@ -133,7 +131,7 @@ def put(s: Arrays, vm: int, host: int) -> None:
     s.at[vm] = host
 
 
-@_compiled
+@compiled
 def run_steps(s: Arrays, steps: int, patience: int, repack_after: int) -> tuple[int, int]:
     """Steps until the pool finds a home, or one of the other stops; returns the stop and
     the steps taken."""
@@ -157,7 +155,7 @@ def run_steps(s: Arrays, steps: int, patience: int, repack_after: int) -> tuple[
     return OUT_OF_STEPS, steps
 
 
-@_compiled
+@compiled
 def _home_for_pool(s: Arrays) -> bool:
     """Fills the closed hosts but the last with the pool, first fit largest first, if the
     whole pool fits that way."""
@@ -179,13 +177,13 @@ def _home_for_pool(s: Arrays) -> bool:
     return True
 
 
-@_compiled
+@compiled
 def _pool_by_cost(s: Arrays) -> np.ndarray:
     pool = s.pool[: s.counters[POOL]].copy()
     return pool[np.argsort(-s.cost[pool], kind="mergesort")]
 
 
-@_compiled
+@compiled
 def _fits(free: np.ndarray, size: np.ndarray) -> bool:
     for r in range(len(size)):  # noqa: SIM110 (a plain loop compiles to the fastest code)
         if free[r] < size[r]:
@@ -193,7 +191,7 @@ def _fits(free: np.ndarray, size: np.ndarray) -> bool:
     return True
 
 
-@_compiled
+@compiled
 def _may_enter(s: Arrays, vm: int, host: int) -> bool:
     if not (s.is_open[host] and s.allowed[vm, host]):
         return False
@@ -203,7 +201,7 @@ def _may_enter(s: Arrays, vm: int, host: int) -> bool:
     return True
 
 
-@_compiled
+@compiled
 def _keep_away(s: Arrays, vm: int, host: int, until: int) -> None:
     oldest = 0
     for k in range(TABU_SLOTS):
@@ -216,7 +214,7 @@ def _keep_away(s: Arrays, vm: int, host: int, until: int) -> None:
     s.tabu_until[vm, oldest] = until
 
 
-@_compiled
+@compiled
 def _step(s: Arrays) -> None:
     """Refills of the open hosts from the pool (``_refill``); if none packs more, the swap that
     packs the most (the pool's size weight shrinks), else the tabu move whose ejections cost
@@ -312,7 +310,7 @@ def _step(s: Arrays) -> None:
     _fit_pool(s)
 
 
-@_compiled
+@compiled
 def _refill(s: Arrays, host: int) -> bool:
     """Puts on ``host`` the set of its own VMs and pool VMs that fits and is worth most, if
     it is worth more than what the host holds. A VM is worth its cost times its penalty, so
@@ -347,13 +345,13 @@ def _refill(s: Arrays, host: int) -> bool:
     return True
 
 
-@_compiled
+@compiled
 def _worth(s: Arrays, vms: np.ndarray) -> np.ndarray:
     worth: np.ndarray = s.cost[vms] * s.penalty[vms]
     return worth
 
 
-@_compiled
+@compiled
 def _fits_after(s: Arrays, host: int, a: int, b: int, vector: np.ndarray) -> bool:
     for r in range(len(vector)):
         room = s.free[host, r]
@@ -366,7 +364,7 @@ def _fits_after(s: Arrays, host: int, a: int, b: int, vector: np.ndarray) -> boo
     return True
 
 
-@_compiled
+@compiled
 def _fit_pool(s: Arrays) -> None:
     """Every pool VM that fits on an open host as it is goes to the one it fills best."""
     for vm in _pool_by_cost(s):
