@@ -162,15 +162,11 @@ def test_the_compiled_steps_keep_their_books(case: tuple[Packing, np.ndarray], s
     """Step by step, the room left, the VMs of each host and the pool all agree with where
     the VMs are, and no step puts a VM where it may not go or where it does not fit."""
     packing, start = case
-    is_open = packing.always_on.copy()
-    is_open[start] = True
-    scale = np.maximum(packing.room.max(axis=0), 1).astype(np.float64)
-    s = tabu_steps.arrays_for(packing.sizes, packing.room, packing.allowed, start, is_open, scale)
+    s = tabu_steps.arrays_for(
+        packing.sizes, packing.room, packing.allowed, start, packing.always_on
+    )
     tabu_steps.seed(seed)
-    s = s._replace(closed=np.flatnonzero(is_open & ~packing.always_on)[:3])
-    s.is_open[s.closed] = False
-    for vm in np.flatnonzero(np.isin(start, s.closed)):
-        tabu_steps.take_out(s, int(vm))
+    s = tabu_steps.close(s, np.flatnonzero(s.is_open & ~packing.always_on)[:3])
     for _ in range(30):
         stop, _taken = tabu_steps.run_steps(s, 1, 1000, 7)
         placed = s.at >= 0

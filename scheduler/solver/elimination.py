@@ -90,11 +90,8 @@ class _Search:
     def __init__(self, packing: Packing, assignment: np.ndarray, rng: np.random.Generator):
         self.p = packing
         self.rng = rng
-        self.scale = np.maximum(packing.room.max(axis=0), 1).astype(np.float64)
-        is_open = packing.always_on.copy()
-        is_open[assignment] = True
         self.s = tabu_steps.arrays_for(
-            packing.sizes, packing.room, packing.allowed, assignment, is_open, self.scale
+            packing.sizes, packing.room, packing.allowed, assignment, packing.always_on
         )
         tabu_steps.seed(int(rng.integers(1 << 30)))
 
@@ -117,13 +114,7 @@ class _Search:
         if failures:
             choice = closable[: CLOSED + 2 * failures]
             closable = self.rng.choice(choice, min(CLOSED, len(choice)), replace=False)
-        s = self.s = s._replace(closed=closable[:CLOSED].astype(np.int64))
-        s.is_open[s.closed] = False
-        for closed in s.closed:
-            for vm in self.members(closed).copy():
-                tabu_steps.take_out(s, vm)
-        s.counters[tabu_steps.SINCE] = 0
-        s.best_pool[0] = np.inf
+        s = self.s = tabu_steps.close(s, closable[:CLOSED])
         patience = max(STALL_STEPS, 20 * len(s.at))
         chunk = 16
         while time.monotonic() < deadline and steps_left[0] > 0:
@@ -146,7 +137,7 @@ class _Search:
         and all but one closed host; the hosts with the most room left go first, with some
         chance so that each try looks at another group."""
         s = self.s
-        free = (s.free / self.scale).sum(axis=1) * (1 + 0.3 * self.rng.random(len(s.free)))
+        free = (s.free / s.scale).sum(axis=1) * (1 + 0.3 * self.rng.random(len(s.free)))
         candidates = np.flatnonzero(s.is_open)
         chosen: list[int] = []
         pool = [int(vm) for vm in self.pool]

@@ -63,11 +63,15 @@ def arrays_for(
     room: np.ndarray,
     allowed: np.ndarray,
     assignment: np.ndarray,
-    is_open: np.ndarray,
-    scale: np.ndarray,
+    always_on: np.ndarray,
 ) -> Arrays:
+    """The state of ``assignment`` (a host row for each VM) on hosts with ``room``; the
+    hosts open are those that hold VMs and those ``always_on``."""
     vms, hosts = len(sizes), len(room)
+    scale = np.maximum(room.max(axis=0), 1).astype(np.float64)
     size_weight = (sizes / scale).sum(axis=1)
+    is_open = always_on.astype(np.bool_)  # a copy
+    is_open[assignment] = True
     free = room.astype(np.int64).copy()
     np.subtract.at(free, assignment, sizes)
     count = np.bincount(assignment, minlength=hosts).astype(np.int64)
@@ -80,8 +84,8 @@ def arrays_for(
         filled[host] += 1
     return Arrays(
         sizes.astype(np.int64), allowed.astype(np.bool_), size_weight, size_weight**2,
-        np.ones(vms), scale.astype(np.float64), free, assignment.astype(np.int64).copy(),
-        members, count, slot, is_open.astype(np.bool_).copy(), np.zeros(0, dtype=np.int64),
+        np.ones(vms), scale, free, assignment.astype(np.int64).copy(),
+        members, count, slot, is_open, np.zeros(0, dtype=np.int64),
         np.full(vms, -1, dtype=np.int64), np.full((vms, TABU_SLOTS), -1, dtype=np.int64),
         np.zeros((vms, TABU_SLOTS), dtype=np.int64), np.zeros(3, dtype=np.int64),
         np.full(1, np.inf),
@@ -96,6 +100,19 @@ def _most_per_host(sizes: np.ndarray, room: np.ndarray) -> int:
         smallest = np.cumsum(np.sort(sizes[:, r]))
         most = min(most, int(np.searchsorted(smallest, room[:, r].max(), side="right")))
     return most
+
+
+def close(s: Arrays, hosts: np.ndarray) -> Arrays:
+    """The state with ``hosts`` closed (in that order): they take no VM, their VMs wait in
+    the pool, and the search's progress counts from here."""
+    s = s._replace(closed=np.array(hosts, dtype=np.int64))
+    s.is_open[s.closed] = False
+    for host in s.closed:
+        for vm in s.members[host, : s.held[host]].copy():
+            take_out(s, vm)
+    s.counters[SINCE] = 0
+    s.best_pool[0] = np.inf
+    return s
 
 
 @compiled
@@ -386,14 +403,9 @@ def warm_up() -> None:
     sizes = np.array([[3, 1], [2, 2], [1, 3], [2, 1]], dtype=np.int64)
     room = np.full((3, 2), 5, dtype=np.int64)
     s = arrays_for(
-        sizes, room, np.ones((4, 3), dtype=bool), np.array([0, 0, 1, 2]),
-        np.ones(3, dtype=bool), np.full(2, 5.0),
-    )  # fmt: skip
+        sizes, room, np.ones((4, 3), dtype=bool), np.array([0, 0, 1, 2]), np.zeros(3, dtype=bool)
+    )
     seed(0)
     take_out(s, 0)
     put(s, 0, 0)
-    s = s._replace(closed=np.array([2, 1], dtype=np.int64))
-    s.is_open[s.closed] = False
-    for vm in (3, 2):
-        take_out(s, vm)
-    run_steps(s, 10, 100, 5)
+    run_steps(close(s, np.array([2, 1])), 10, 100, 5)
