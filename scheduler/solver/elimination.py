@@ -19,8 +19,10 @@ The steps run compiled (``tabu_steps.py``); this module chooses the hosts to clo
 runs the exact repacks between them. When the pool has not shrunk for a while, an exact
 repack (``repack.py``, CP-SAT) looks at the pool and a few roomy hosts at once.
 
-As soon as the pool fits on two of the three closed hosts, a packing on m - 1 hosts is
-found, and the next hosts are closed. The search stops at a lower bound, a deadline, a
+As soon as the pool fits on two of the three closed hosts (first fit, else a short exact
+search), a packing on m - 1 hosts is found, and the next hosts are closed. A try that
+stalls ends with its pool put back where it fits; the next try starts from that reshaped
+packing, with other hosts closed. The search stops at a lower bound, a deadline, a
 number of steps (which makes it repeatable), or when the pool has not shrunk for long.
 """
 
@@ -74,15 +76,23 @@ def close_hosts(
     rng = np.random.default_rng(seed)
     best = assignment.copy()
     steps_left = [budget.steps if budget.steps is not None else np.iinfo(np.int64).max]
+    start = best
     failures = 0
     while active_count(packing, best) > floor and failures < MAX_FAILURES:
         if time.monotonic() >= budget.deadline or steps_left[0] <= 0:
             break
-        found = _Search(packing, best, rng).close_one(budget.deadline, steps_left, failures)
+        search = _Search(packing, start, rng)
+        found = search.close_one(budget.deadline, steps_left, failures)
         if found is None:
             failures += 1  # try other hosts: those a little less empty
+            # The next try starts where this one ended, a packing the search has reshaped
+            # (on as many hosts), so that it does not retrace the same steps.
+            reshaped = search.reopened()
+            start = best if reshaped is None else reshaped
+            if active_count(packing, start) < active_count(packing, best):
+                best, start, failures = start, start, 0
         else:
-            best, failures = found, 0
+            best, start, failures = found, found, 0
     return best
 
 
@@ -94,6 +104,10 @@ class _Search:
             packing.sizes, packing.room, packing.allowed, assignment, packing.always_on
         )
         tabu_steps.seed(int(rng.integers(1 << 30)))
+
+    def reopened(self) -> np.ndarray | None:
+        """The packing this try ends on, the closed hosts open again, if the pool fits back."""
+        return self.s.at.copy() if tabu_steps.reopen(self.s) else None
 
     def members(self, host: int) -> np.ndarray:
         return self.s.members[host, : self.s.held[host]]

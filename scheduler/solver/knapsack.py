@@ -78,3 +78,58 @@ def best_subset(
             tried[depth] = 0
             depth -= 1
     return best, max(best_value, 0.0)
+
+
+@compiled
+def pack_into(
+    sizes: np.ndarray, allowed: np.ndarray, rooms: np.ndarray, node_limit: int
+) -> np.ndarray:
+    """A home (a row of ``rooms``) for every item (a row of ``sizes``) where ``allowed``,
+    found by depth-first search, or -1 everywhere if there is none or the nodes run out.
+    Items should come largest first. Two rooms alike (same room left, same items allowed)
+    are tried once, so that a few empty hosts do not multiply the search."""
+    count, hosts = len(sizes), len(rooms)
+    alike = np.zeros((hosts, hosts), dtype=np.bool_)
+    for a in range(hosts):
+        for b in range(a):
+            alike[a, b] = (allowed[:, a] == allowed[:, b]).all()
+    left = np.zeros((count + 1, sizes.shape[1]), dtype=np.int64)
+    for i in range(count - 1, -1, -1):
+        left[i] = left[i + 1] + sizes[i]
+    free = rooms.copy()
+    home = np.full(count, -1, dtype=np.int64)
+    depth, nodes = 0, 0
+    while 0 <= depth < count:
+        host = home[depth]
+        if host >= 0:
+            free[host] += sizes[depth]  # back from a dead end: try the next host
+        host += 1
+        while host < hosts and not _may_hold(free, alike, allowed[depth], sizes[depth], host):
+            host += 1
+        nodes += 1
+        if nodes > node_limit:
+            break
+        if host == hosts:
+            home[depth] = -1
+            depth -= 1
+            continue
+        home[depth] = host
+        free[host] -= sizes[depth]
+        if (left[depth + 1] > free.sum(axis=0)).any():
+            continue  # the rest cannot fit even in total: the next host for this item
+        depth += 1
+    if depth < count:
+        home[:] = -1
+    return home
+
+
+@compiled
+def _may_hold(
+    free: np.ndarray, alike: np.ndarray, allowed: np.ndarray, size: np.ndarray, host: int
+) -> bool:
+    if not allowed[host] or (free[host] < size).any():
+        return False
+    for earlier in range(host):
+        if alike[host, earlier] and allowed[earlier] and (free[earlier] == free[host]).all():
+            return False  # the same choice was tried on the earlier host
+    return True

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scheduler.solver.knapsack import best_subset, compiled
+from scheduler.solver.knapsack import best_subset, compiled, pack_into
 
 SWAP_PAIRS = 12  # pairs of pool VMs tried together per step
 TENURE = (10, 30)  # steps an ejected VM stays away from its host, drawn at random
@@ -23,6 +23,7 @@ PENALTY_GROWTH = 1.02  # each step in the pool makes a VM dearer to eject again
 REFILL_HOSTS = 500  # hosts refilled from the pool per step, drawn at random when there are more
 REFILL_CANDIDATES = 24  # at most this many VMs weighed for one host: its own, then the pool's
 REFILL_NODES = 4_000  # branch-and-bound nodes per refill
+POOL_FIT_NODES = 2_000  # search nodes spent on fitting the pool when first fit misses
 IMPROVES = -1e-7  # a swap must shrink the pool by more than rounding
 
 # What ``run_steps`` stopped on.
@@ -116,6 +117,17 @@ def close(s: Arrays, hosts: np.ndarray) -> Arrays:
 
 
 @compiled
+def reopen(s: Arrays) -> bool:
+    """Gives up on the closed hosts: they take VMs again, the tabu list is cleared, and the
+    pool goes where it fits best. True if the whole pool found a home."""
+    for host in s.closed:
+        s.is_open[host] = True
+    s.tabu_until[:] = 0
+    _fit_pool(s)
+    return bool(s.counters[POOL] == 0)
+
+
+@compiled
 def seed(value: int) -> None:
     np.random.seed(value)
 
@@ -174,23 +186,32 @@ def run_steps(s: Arrays, steps: int, patience: int, repack_after: int) -> tuple[
 
 @compiled
 def _home_for_pool(s: Arrays) -> bool:
-    """Fills the closed hosts but the last with the pool, first fit largest first, if the
-    whole pool fits that way."""
+    """Fills the closed hosts but the last with the pool, if the whole pool fits: first fit
+    largest first, else a short exact search."""
     keep = s.closed[:-1]
     free = s.free[keep].copy()
     order = _pool_by_cost(s)
-    home = np.empty(len(order), dtype=np.int64)
+    if len(order) == 0:
+        return True
+    home = np.full(len(order), -1, dtype=np.int64)
     for i, vm in enumerate(order):
-        home[i] = -1
         for k in range(len(keep)):
             if s.allowed[vm, keep[k]] and _fits(free[k], s.sizes[vm]):
                 free[k] -= s.sizes[vm]
-                home[i] = keep[k]
+                home[i] = k
                 break
         if home[i] < 0:
+            break
+    if home[-1] < 0:
+        # First fit missed; an exact search may still find a way, if the room is there.
+        if (s.sizes[order].sum(axis=0) > s.free[keep].sum(axis=0)).any():
+            return False
+        allowed = s.allowed[order][:, keep]
+        home = pack_into(s.sizes[order], allowed, s.free[keep], POOL_FIT_NODES)
+        if home[-1] < 0:
             return False
     for i, vm in enumerate(order):
-        put(s, vm, home[i])
+        put(s, vm, keep[home[i]])
     return True
 
 
