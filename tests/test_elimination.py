@@ -160,7 +160,8 @@ def test_an_exact_repack_finds_the_packing_or_says_there_is_none() -> None:
 @given(packings(), st.integers(0, 3))
 def test_the_compiled_steps_keep_their_books(case: tuple[Packing, np.ndarray], seed: int) -> None:
     """Step by step, the room left, the VMs of each host and the pool all agree with where
-    the VMs are, and no step puts a VM where it may not go or where it does not fit."""
+    the VMs are, and no step puts a VM where it may not go or where it does not fit; nor
+    does giving up, when the pool goes back onto the reopened hosts."""
     packing, start = case
     s = tabu_steps.arrays_for(
         packing.sizes, packing.room, packing.allowed, start, packing.always_on
@@ -169,13 +170,20 @@ def test_the_compiled_steps_keep_their_books(case: tuple[Packing, np.ndarray], s
     s = tabu_steps.close(s, np.flatnonzero(s.is_open & ~packing.always_on)[:3])
     for _ in range(30):
         stop, _taken = tabu_steps.run_steps(s, 1, 1000, 7)
-        placed = s.at >= 0
-        load = np.zeros_like(packing.room)
-        np.add.at(load, s.at[placed], packing.sizes[placed])
-        assert (s.free == packing.room - load).all() and (s.free >= 0).all()
-        assert packing.allowed[np.flatnonzero(placed), s.at[placed]].all()
-        for host in range(len(packing.room)):
-            assert sorted(s.members[host, : s.held[host]]) == list(np.flatnonzero(s.at == host))
-        assert sorted(s.pool[: s.counters[tabu_steps.POOL]]) == list(np.flatnonzero(~placed))
+        _assert_books_agree(packing, s)
         if stop == tabu_steps.FOUND:
-            break
+            return
+    if tabu_steps.reopen(s):
+        assert (s.at >= 0).all()
+    _assert_books_agree(packing, s)
+
+
+def _assert_books_agree(packing: Packing, s: tabu_steps.Arrays) -> None:
+    placed = s.at >= 0
+    load = np.zeros_like(packing.room)
+    np.add.at(load, s.at[placed], packing.sizes[placed])
+    assert (s.free == packing.room - load).all() and (s.free >= 0).all()
+    assert packing.allowed[np.flatnonzero(placed), s.at[placed]].all()
+    for host in range(len(packing.room)):
+        assert sorted(s.members[host, : s.held[host]]) == list(np.flatnonzero(s.at == host))
+    assert sorted(s.pool[: s.counters[tabu_steps.POOL]]) == list(np.flatnonzero(~placed))
