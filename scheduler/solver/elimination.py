@@ -23,7 +23,7 @@ As soon as the pool fits on two of the three closed hosts (first fit, else a sho
 search), a packing on m - 1 hosts is found, and the next hosts are closed. A try that
 stalls ends with its pool put back where it fits; the next try starts from that reshaped
 packing, with other hosts closed. The search stops at a lower bound, a deadline, a
-number of steps (which makes it repeatable), or when the pool has not shrunk for long.
+number of steps (which makes it repeatable), or after many failed tries in a row.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
-"""The heaviest set of VMs that fits in one host's room: a multi-resource knapsack, solved
-by depth-first branch and bound, compiled with numba.
+"""Small exact packings for the host-closing search, by depth-first search compiled with
+numba.
 
-The host-closing search refills one host at a time from its own VMs and the pool (the
-"unlimited add/drop" descent of Buljubašić & Vasquez): any number of VMs may leave and
-enter at once, which the one- and two-VM swaps cannot do. The candidates are few (a host's
-VMs and some pool VMs, at most a few dozen), so an exact answer is cheap; a node limit
-keeps the rare large case bounded, with the best set found so far.
+- ``best_subset``: the heaviest set of VMs that fits in one host's room, a multi-resource
+  knapsack. The search refills one host at a time from its own VMs and the pool (the
+  "unlimited add/drop" descent of Buljubašić & Vasquez): any number of VMs may leave and
+  enter at once, which the one- and two-VM swaps cannot do.
+- ``pack_into``: a home on a few hosts for every VM of the pool, when first fit finds none.
+
+The candidates are few (a host's VMs and some pool VMs, at most a few dozen), so an exact
+answer is cheap; a node limit keeps the rare large case bounded.
 """
 
 from __future__ import annotations
