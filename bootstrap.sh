@@ -26,7 +26,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/vmpack --help >/dev/null
-# The host-closing search compiles its inner loop once per machine; do it now, not in the
+# The packing searches compile their inner loops once per machine; do it now, not in the
 # first plan's time limit.
-.venv/bin/python -c 'from scheduler.solver.tabu_steps import warm_up; warm_up()'
+.venv/bin/python -c 'from scheduler.solver import pricing, tabu_steps; tabu_steps.warm_up(); pricing.warm_up()'
 echo "vmpack is installed in .venv (run .venv/bin/vmpack)"

@@ -27,8 +27,10 @@ def fewer_hosts(
     placement: Mapping[str, str | None],
     budget: Budget,
     seed: int = 0,
+    known_bound: int = 0,
 ) -> dict[str, str | None]:
-    """``placement`` with fewer active hosts if the search finds it in time, else itself."""
+    """``placement`` with fewer active hosts if the search finds it in time, else itself.
+    The search stops at the volume bound, or at ``known_bound`` if that is higher."""
     usable = [h for h in cluster.hosts if h.accepts_vms]
     index = {h.name: i for i, h in enumerate(usable)}
     tied = _tied_vms(cluster)
@@ -53,7 +55,7 @@ def fewer_hosts(
     if (load > room).any():
         return dict(placement)  # an overloaded start: relieving it is not this search's job
     packing = Packing(room, sizes, _allowed(cluster, movable, usable, sizes, capacity), always_on)
-    floor = max(active_hosts_lower_bound(cluster, movable), int(always_on.sum()))
+    floor = max(active_hosts_lower_bound(cluster, movable), int(always_on.sum()), known_bound)
     found = close_hosts(packing, assignment, floor, budget, seed)
     if active_count(packing, found) >= active_count(packing, assignment):
         return dict(placement)

@@ -1,6 +1,7 @@
 """From a snapshot and a goal to a target placement.
 
-    greedy start  ->  closing hosts by tabu search               (consolidation)
+    greedy start  ->  an LP dive over host contents              (a packing from scratch)
+                  ->  closing hosts by tabu search               (consolidation)
                   ->  one CP-SAT model of the whole cluster      (small enough)
                   ->  large-neighbourhood search of sub-models   (otherwise)
 
@@ -19,6 +20,7 @@ from scheduler.model import Cluster, Goal, HostState
 from scheduler.rules import Rule
 from scheduler.solver import lns
 from scheduler.solver.bounds import active_hosts_lower_bound
+from scheduler.solver.column_dive import dive_packing, packs_from_scratch
 from scheduler.solver.elimination import Budget
 from scheduler.solver.encoding import Encoding, Scope
 from scheduler.solver.fewer_hosts import STEPS_PER_SECOND, fewer_hosts
@@ -35,6 +37,7 @@ from scheduler.solver.solve import SolverSettings, SolveStatus, solve
 from scheduler.state import statically_allowed
 
 LARGE_PACKING_PAIRS = 15_000
+DIVE_SHARE = 0.5  # of the time limit, at most, for the LP dive of a packing from scratch
 MIN_MODEL_S = 0.5  # the model always gets a moment, even after a slow start
 REPACK_MAX_VMS = 3_000  # larger clusters: packing from scratch costs seconds and moves everything
 Progress = Callable[[str, float], None]  # (what is happening, fraction of the time used)
@@ -56,7 +59,7 @@ class Decision:
     status: SolveStatus
     hosts_lower_bound: int
     seconds: float
-    method: str  # "full" or "lns"
+    method: str  # "full", "lns" or "dive" (a packing the LP bound proves optimal)
     iterations: int = 0
 
 
@@ -82,11 +85,24 @@ def decide(
     cluster = for_goal(cluster, goal, evacuate)
     settings = options.solver
     start = greedy_start(cluster, goal, settings.time_limit_s / 2, settings.deterministic)
+    lp_bound = 0
+    # The dive watches the clock, so repeatable runs go without it.
+    if goal is Goal.CONSOLIDATE and packs_from_scratch(cluster) and not settings.deterministic:
+        _report(options, "packing by an LP dive", 0.0)
+        dived, lp = dive_packing(cluster, start, started + DIVE_SHARE * settings.time_limit_s)
+        if dived is not None and score(cluster, goal, dived) < score(cluster, goal, start):
+            start = dived
+        if all(host is not None for host in start.values()):
+            lp_bound = lp or 0  # a bound for placing every VM
     closing = _closing_time(cluster, goal, settings.time_limit_s)
     if closing:
         _report(options, "closing hosts", 0.0)
         steps = int(STEPS_PER_SECOND * closing) if settings.deterministic else None
-        start = _fewest_hosts(cluster, goal, start, Budget(started + closing, steps), settings.seed)
+        budget = Budget(started + closing, steps)
+        start = _fewest_hosts(cluster, goal, start, budget, settings.seed, lp_bound)
+    if lp_bound and _at_bound(cluster, goal, start, lp_bound):
+        took = time.monotonic() - started
+        return Decision(goal, cluster, start, SolveStatus.OPTIMAL, lp_bound, took, "dive")
     scope = whole_scope(cluster, goal, start)
     pairs = sum(len(c) for c in scope.candidates.values())
     if pairs <= options.full_model_max_pairs:
@@ -99,7 +115,7 @@ def decide(
             Encoding(cluster, scope), goal, replace(settings, time_limit_s=limit), hint=start
         )
         placement = result.placement if result.placement is not None else start
-        bound = _placed_bound(cluster, placement)
+        bound = max(_placed_bound(cluster, placement), lp_bound)
         proven = result.tier_bounds
         if goal is Goal.CONSOLIDATE and "hosts" in proven and proven.get("unplaced", 0) == 0:
             bound = max(bound, _hosts_bound(cluster, scope, result.tier_bounds["hosts"]))
@@ -113,7 +129,7 @@ def decide(
     placement, iterations = lns.improve(
         cluster, goal, start, movable=set(scope.free), deadline=deadline, options=options
     )
-    bound = _placed_bound(cluster, placement)
+    bound = max(_placed_bound(cluster, placement), lp_bound)
     status = (
         SolveStatus.OPTIMAL if _at_bound(cluster, goal, placement, bound) else SolveStatus.FEASIBLE
     )
@@ -220,10 +236,15 @@ def _closing_time(cluster: Cluster, goal: Goal, time_limit_s: float) -> float:
 
 
 def _fewest_hosts(
-    cluster: Cluster, goal: Goal, start: dict[str, str | None], budget: Budget, seed: int
+    cluster: Cluster,
+    goal: Goal,
+    start: dict[str, str | None],
+    budget: Budget,
+    seed: int,
+    known_bound: int,
 ) -> dict[str, str | None]:
     """The start, or a packing on fewer hosts that stays within the move budget."""
-    tighter = fewer_hosts(cluster, start, budget, seed)
+    tighter = fewer_hosts(cluster, start, budget, seed, known_bound)
     if _within_budget(cluster, tighter) and score(cluster, goal, tighter) < score(
         cluster, goal, start
     ):

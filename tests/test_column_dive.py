@@ -1,0 +1,126 @@
+"""Packing from scratch by column generation: the pricing against trying every set, the
+dive's packing and LP bound against the true fewest hosts, and the dive inside ``decide``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scheduler.model import Goal, active_hosts
+from scheduler.solver.column_dive import dive
+from scheduler.solver.pricing import PRICE, valuable_sets
+from scheduler.solver.search import SearchOptions, decide
+from scheduler.solver.solve import SolveStatus
+from tests.conftest import cluster_of, hosts, vm
+
+FAR = 1e9  # a deadline never reached
+
+
+@st.composite
+def pricing_cases(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    resources = draw(st.integers(1, 3))
+    count = draw(st.integers(1, 9))
+    sizes = np.array(
+        [[draw(st.integers(0, 10)) for _ in range(resources)] for _ in range(count)],
+        dtype=np.int64,
+    ).reshape(count, resources)
+    value = np.array([draw(st.integers(0, 12)) / 16 for _ in range(count)])
+    room = np.array([draw(st.integers(1, 25)) for _ in range(resources)], dtype=np.int64)
+    order = np.argsort(-value, kind="stable")
+    return sizes[order], value[order], room
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pricing_cases())
+def test_pricing_finds_the_best_set_each_item_leads(
+    case: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    sizes, value, room = case
+    sets, values, complete = valuable_sets(sizes, value, room, len(value), 1_000_000)
+    assert complete
+    best_of_lead: dict[int, float] = {}
+    for k in range(1, len(value) + 1):
+        for subset in itertools.combinations(range(len(value)), k):
+            worth = value[list(subset)].sum()
+            if (sizes[list(subset)].sum(axis=0) <= room).all() and worth > PRICE:
+                best_of_lead[subset[0]] = max(best_of_lead.get(subset[0], 0.0), worth)
+    assert len(sets) == len(best_of_lead)
+    for chosen, worth in zip(sets, values, strict=True):
+        assert (sizes[chosen].sum(axis=0) <= room).all()
+        assert abs(value[chosen].sum() - worth) < 1e-9
+        lead = int(np.flatnonzero(chosen)[0])
+        assert abs(best_of_lead[lead] - worth) < 1e-9
+
+
+def partitions(items: list[int]) -> Iterator[list[list[int]]]:
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for smaller in partitions(rest):
+        yield [[first], *smaller]
+        for i in range(len(smaller)):
+            yield [*smaller[:i], [first, *smaller[i]], *smaller[i + 1 :]]
+
+
+def fewest_hosts(sizes: np.ndarray, room: np.ndarray) -> int:
+    return min(
+        len(p)
+        for p in partitions(list(range(len(sizes))))
+        if all((sizes[part].sum(axis=0) <= room).all() for part in p)
+    )
+
+
+@st.composite
+def packings(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    resources = draw(st.integers(1, 3))
+    count = draw(st.integers(1, 7))
+    room = np.array([draw(st.integers(5, 20)) for _ in range(resources)], dtype=np.int64)
+    sizes = np.array(
+        [[draw(st.integers(0, int(room[r]))) for r in range(resources)] for _ in range(count)],
+        dtype=np.int64,
+    ).reshape(count, resources)
+    return sizes, room
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(packings())
+def test_the_dive_packs_every_vm_and_its_bound_is_never_above_the_fewest_hosts(
+    case: tuple[np.ndarray, np.ndarray],
+) -> None:
+    sizes, room = case
+    found = dive(sizes, room, [], FAR)
+    placed = np.concatenate(found.contents)
+    assert sorted(placed.tolist()) == list(range(len(sizes)))
+    for content in found.contents:
+        assert (sizes[content].sum(axis=0) <= room).all()
+    best = fewest_hosts(sizes, room)
+    assert found.lower_bound is not None
+    assert found.lower_bound <= best <= len(found.contents)
+
+
+def test_a_pure_packing_of_exact_triples_is_proven_optimal_by_the_dive() -> None:
+    """Thirty hosts filled exactly by triples of VMs, shuffled: first fit leaves gaps, the
+    LP bound is thirty, and the dive finds the thirty triples."""
+    rng = np.random.default_rng(7)
+    vms = []
+    for t in range(30):
+        cpus = sorted(rng.choice(np.arange(1, 16), 2, replace=False))
+        memory = sorted(rng.choice(np.arange(1, 64), 2, replace=False))
+        parts = zip(np.diff([0, *cpus, 16]), np.diff([0, *memory, 64]), strict=True)
+        vms += [vm(f"t{t}-{i}", f"{m}GiB", vcpus=int(c)) for i, (c, m) in enumerate(parts)]
+    order = rng.permutation(len(vms))
+    cluster = cluster_of({
+        "name": "triples",
+        "hosts": hosts(45, cpus=4, memory="64GiB"),  # 4 cpus: 16 vCPUs at 4x overcommit
+        "vms": [vms[i] for i in order],
+    })  # fmt: skip
+    decision = decide(cluster, Goal.CONSOLIDATE, options=SearchOptions())
+    assert decision.method == "dive"
+    assert decision.status is SolveStatus.OPTIMAL
+    assert decision.hosts_lower_bound == 30
+    assert len(active_hosts(decision.placement)) == 30
