@@ -32,7 +32,9 @@ MAX_VMS_PER_HOST = 5.0
 COLUMNS_PER_ROUND = 300  # columns priced into the LP at a time
 PRICING_NODES = 1_000_000  # branch-and-bound nodes per pricing
 LP_COLUMNS_PER_VM = 2  # each round's LP keeps this many columns per open VM, the cheapest
-WHOLE = 0.7  # an LP value this high: the content is fixed with the one used most
+# A content the LP uses this much is fixed along with the one it uses most: first a quick
+# dive, then, if that one missed the bound, a careful one.
+FIX_FROM = (0.7, 0.999)
 
 
 @dataclass(frozen=True)
@@ -124,16 +126,44 @@ class _Master:
 def dive(sizes: np.ndarray, room: np.ndarray, seeds: list[np.ndarray], deadline: float) -> Dive:
     """A packing of the VMs (rows of ``sizes``) in hosts of ``room``; what is still
     open at the deadline is packed by first fit. ``seeds`` are contents known to fit, such
-    as the hosts of a start packing."""
+    as the hosts of a start packing. When a dive ends above the LP bound and time is left,
+    the next dive fixes only what the LP uses whole, with the columns the first one found."""
     count = len(sizes)
     columns = _Columns(count, _most_per_host(sizes, room))
     for vm in range(count):
         columns.add(np.array([vm]))  # column ``vm`` holds VM ``vm`` alone
     for content in seeds:
         columns.add(content)
-    placed = np.zeros(count, dtype=bool)
+    best: list[np.ndarray] | None = None
+    lower_bound: int | None = None
     duals = np.zeros(count)
+    for whole in FIX_FROM:
+        contents, root_duals, bound = _dive_once(sizes, room, columns, duals, whole, deadline)
+        if best is None or len(contents) < len(best):
+            best = contents
+        lower_bound = lower_bound or bound
+        if root_duals is None or (lower_bound is not None and len(best) <= lower_bound):
+            break  # out of time, or nothing better to find
+        duals = root_duals  # the next dive's first LP starts from the cheapest columns
+    assert best is not None
+    return Dive(best, lower_bound)
+
+
+def _dive_once(
+    sizes: np.ndarray,
+    room: np.ndarray,
+    columns: _Columns,
+    duals: np.ndarray,
+    whole: float,
+    deadline: float,
+) -> tuple[list[np.ndarray], np.ndarray | None, int | None]:
+    """One dive: the contents of the hosts, the duals of its first LP (None if time ran
+    out), and that LP's bound (None if its pricing was cut short)."""
+    count = len(sizes)
+    columns.usable[: columns.size] = True
+    placed = np.zeros(count, dtype=bool)
     chosen: list[np.ndarray] = []
+    root_duals: np.ndarray | None = None
     lower_bound: int | None = None
     while not placed.all():
         open_vms = np.flatnonzero(~placed)
@@ -147,17 +177,19 @@ def dive(sizes: np.ndarray, room: np.ndarray, seeds: list[np.ndarray], deadline:
             master.add(int(column), columns.content(int(column)))
         generated = _generate(master, columns, sizes, room, placed, deadline)
         if generated is None:  # out of time: first fit packs what is still open
-            return Dive(chosen + _first_fit(sizes, room, np.flatnonzero(~placed)), lower_bound)
+            return chosen + _first_fit(sizes, room, np.flatnonzero(~placed)), None, lower_bound
         value, duals, complete = generated
-        if not chosen and complete:
-            # No column is worth more than PRICE, so the duals scaled down by it are
-            # feasible: a bound whatever the rounding of the LP.
-            lower_bound = math.ceil(value / PRICE - 1e-5)
+        if root_duals is None:
+            root_duals = duals
+            if complete:
+                # No column is worth more than PRICE, so the duals scaled down by it are
+                # feasible: a bound whatever the rounding of the LP.
+                lower_bound = math.ceil(value / PRICE - 1e-5)
         values = master.values()
         order = np.argsort(-values, kind="stable")
-        # The content the LP uses most, and with it every other one it uses nearly whole:
-        # fixing a few at a time keeps the rounds few, and costs little in hosts.
-        take = [order[0], *(i for i in order[1:] if values[i] > WHOLE)]
+        # The content the LP uses most, and with it every other one it uses at ``whole``
+        # or more: fixing a few at a time keeps the rounds few, and costs little in hosts.
+        take = [order[0], *(i for i in order[1:] if values[i] > whole)]
         for i in take:
             content = columns.content(master.columns[i])
             if placed[content].any():
@@ -166,7 +198,7 @@ def dive(sizes: np.ndarray, room: np.ndarray, seeds: list[np.ndarray], deadline:
             chosen.append(content)
             for vm in content:
                 columns.set_aside(int(vm))
-    return Dive(chosen, lower_bound)
+    return chosen, root_duals, lower_bound
 
 
 def _generate(
