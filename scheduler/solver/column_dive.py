@@ -33,8 +33,9 @@ COLUMNS_PER_ROUND = 300  # columns priced into the LP at a time
 PRICING_NODES = 1_000_000  # branch-and-bound nodes per pricing
 LP_COLUMNS_PER_VM = 2  # each round's LP keeps this many columns per open VM, the cheapest
 # A content the LP uses this much is fixed along with the one it uses most: first a quick
-# dive, then, if that one missed the bound, a careful one.
+# dive, then, if that one missed the bound, a careful one; then quick ones, drawn at random.
 FIX_FROM = (0.7, 0.999)
+MAX_DIVES = 20  # a bound that pricing left unproven may never be met: stop trying at last
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class _Master:
         if column in self.present:
             return False
         self.present.add(column)
-        variable = self.lp.NumVar(0.0, 1.0, "")
+        variable = self.lp.NumVar(0.0, self.lp.infinity(), "")
         for vm in content:
             self.rows[int(vm)].SetCoefficient(variable, 1.0)
         self.objective.SetCoefficient(variable, 1.0)
@@ -126,8 +127,9 @@ class _Master:
 def dive(sizes: np.ndarray, room: np.ndarray, seeds: list[np.ndarray], deadline: float) -> Dive:
     """A packing of the VMs (rows of ``sizes``) in hosts of ``room``; what is still
     open at the deadline is packed by first fit. ``seeds`` are contents known to fit, such
-    as the hosts of a start packing. When a dive ends above the LP bound and time is left,
-    the next dive fixes only what the LP uses whole, with the columns the first one found."""
+    as the hosts of a start packing. While the best dive ends above the LP bound and time
+    is left, dive again with the columns found so far: first fixing only what the LP uses
+    whole, then with the first content of each round drawn among those the LP uses most."""
     count = len(sizes)
     columns = _Columns(count, _most_per_host(sizes, room))
     for vm in range(count):
@@ -137,8 +139,11 @@ def dive(sizes: np.ndarray, room: np.ndarray, seeds: list[np.ndarray], deadline:
     best: list[np.ndarray] | None = None
     lower_bound: int | None = None
     duals = np.zeros(count)
-    for whole in FIX_FROM:
-        contents, root_duals, bound = _dive_once(sizes, room, columns, duals, whole, deadline)
+    for attempt in range(MAX_DIVES):
+        careful = attempt < len(FIX_FROM)
+        whole = FIX_FROM[attempt] if careful else FIX_FROM[0]
+        draw = None if careful else np.random.default_rng(attempt)
+        contents, root_duals, bound = _dive_once(sizes, room, columns, duals, whole, draw, deadline)
         if best is None or len(contents) < len(best):
             best = contents
         lower_bound = lower_bound or bound
@@ -155,6 +160,7 @@ def _dive_once(
     columns: _Columns,
     duals: np.ndarray,
     whole: float,
+    draw: np.random.Generator | None,
     deadline: float,
 ) -> tuple[list[np.ndarray], np.ndarray | None, int | None]:
     """One dive: the contents of the hosts, the duals of its first LP (None if time ran
@@ -189,7 +195,10 @@ def _dive_once(
         order = np.argsort(-values, kind="stable")
         # The content the LP uses most, and with it every other one it uses at ``whole``
         # or more: fixing a few at a time keeps the rounds few, and costs little in hosts.
-        take = [order[0], *(i for i in order[1:] if values[i] > whole)]
+        first = order[0]
+        if draw is not None:  # any the LP uses at least half as much as the most used
+            first = draw.choice(order[: int((values >= values[first] / 2).sum())])
+        take = [first, *(i for i in order if i != first and values[i] > whole)]
         for i in take:
             content = columns.content(master.columns[i])
             if placed[content].any():
