@@ -203,6 +203,29 @@ def balance(rng: random.Random) -> dict[str, Any]:
     return data
 
 
+def database_capacity(rng: random.Random) -> dict[str, Any]:
+    """A capacity-planning question: large VMs, all waiting, on hosts all alike."""
+    hosts = [
+        {"name": f"db-{i:02d}", "cpus": 48, "memory": "384GiB", "disk": "8TiB",
+         "labels": {"rack": f"r{i // 10 + 1:02d}"}}
+        for i in range(40)
+    ]  # fmt: skip
+    sizes = [(8, 48, 400), (8, 64, 500), (12, 96, 800), (16, 128, 1000), (24, 160, 1500),
+             (32, 192, 2000)]  # fmt: skip
+    vms = []
+    for i in range(90):
+        vcpus, mem, disk = rng.choice(sizes)
+        vms.append({"name": f"pg-{i:02d}", "vcpus": vcpus, "memory": f"{mem}GiB",
+                    "disk": f"{disk}GiB", "labels": {"app": "db"}})  # fmt: skip
+    return {
+        "name": "db-capacity-plan",
+        "description": "90 new database VMs, none placed yet: how few of these hosts hold them?",
+        "hosts": hosts,
+        "vms": vms,
+        "goal": "consolidate",
+    }
+
+
 def bitbrains(shared: Path) -> dict[str, Any]:
     """1,200 business-critical VMs (Bitbrains Rnd sizes, 3 months) on 200 hosts."""
     with open(shared / "bitbrains_rnd" / "rnd_vm_summary.csv") as summary:
@@ -238,6 +261,7 @@ def main() -> None:
     for name, make in [
         ("web-tier-consolidation", web_tier), ("rack-anti-affinity", rack_anti_affinity),
         ("host-maintenance", maintenance), ("pending-vms", pending), ("hot-spots", balance),
+        ("db-capacity-plan", database_capacity),
     ]:  # fmt: skip
         (ROOT / "scenarios" / f"{name}.yaml").write_text(_flow_dump(make(random.Random(name))))
     # The bundled default of ``vmpack plan`` is the web-tier scenario.

@@ -37,6 +37,18 @@ def test_plan_json_then_check(tmp_path: Path) -> None:
     assert check.returncode == 0 and check.stdout.strip().endswith("0 violations")
 
 
+def test_a_capacity_plan_from_scratch_is_proven_optimal_and_checked(tmp_path: Path) -> None:
+    scenario = str(ROOT / "scenarios" / "db-capacity-plan.yaml")
+    out = tmp_path / "plan.json"
+    run = vmpack("plan", scenario, "--time-limit", "10", "--json", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)["summary"]
+    assert summary["status"] == "optimal"
+    assert summary["active_hosts_after"] == summary["lower_bound"]
+    check = vmpack("check", scenario, str(out))
+    assert check.returncode == 0 and check.stdout.strip().endswith("0 violations")
+
+
 def test_default_scenario_and_readable_summary() -> None:
     run = vmpack("plan", "--time-limit", "3", "--workers", "1")
     assert run.returncode == 0, run.stderr
