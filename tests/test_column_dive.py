@@ -124,3 +124,13 @@ def test_a_pure_packing_of_exact_triples_is_proven_optimal_by_the_dive() -> None
     assert decision.status is SolveStatus.OPTIMAL
     assert decision.hosts_lower_bound == 30
     assert len(active_hosts(decision.placement)) == 30
+
+
+def test_a_dive_out_of_time_still_packs_every_vm() -> None:
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 60, size=(40, 2))
+    room = np.array([100, 100], dtype=np.int64)
+    found = dive(sizes, room, [], deadline=0.0)
+    assert sorted(np.concatenate(found.contents).tolist()) == list(range(40))
+    assert all((sizes[c].sum(axis=0) <= room).all() for c in found.contents)
+    assert found.lower_bound is None  # no LP was solved, so nothing is proven
