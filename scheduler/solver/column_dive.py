@@ -25,7 +25,9 @@ from ortools.linear_solver import pywraplp
 from scheduler.model import Cluster
 from scheduler.solver.pricing import PRICE, valuable_sets
 
-MAX_VMS = 1_500  # larger packings: the LP rounds grow slow, and the tabu search does well
+# The dive's work grows about with the square of the VMs (some 4 s for 500 here); when the
+# time given cannot cover it, the closing search gets that time instead.
+VMS_PER_ROOT_SECOND = 250
 # With many VMs to a host, pricing grows costly and the LP's edge is small: the closing
 # search packs such sets well (small VMs fill any gap), so the dive leaves them to it.
 MAX_VMS_PER_HOST = 5.0
@@ -263,7 +265,7 @@ def packs_from_scratch(cluster: Cluster) -> bool:
     """VMs all waiting, hosts all alike and empty, no rules: the case the dive is for."""
     hosts = [h for h in cluster.hosts if h.accepts_vms]
     return (
-        0 < len(cluster.vms) <= MAX_VMS
+        len(cluster.vms) > 0
         and not cluster.rules
         and all(vm.host is None for vm in cluster.vms)
         and bool(hosts)
@@ -274,8 +276,10 @@ def packs_from_scratch(cluster: Cluster) -> bool:
 def dive_packing(
     cluster: Cluster, start: Mapping[str, str | None], deadline: float
 ) -> tuple[dict[str, str | None] | None, int | None]:
-    """A packing found by the dive (None if it ran out of time or hosts) and the LP's
-    lower bound on the hosts needed (None if pricing was cut short)."""
+    """A packing found by the dive and the LP's lower bound on the hosts needed (None if
+    pricing was cut short). The packing is None when the dive does not suit the case (many
+    VMs to a host, more VMs than the time left covers, a VM larger than a host) or needs
+    more hosts than there are."""
     hosts = [h for h in cluster.hosts if h.accepts_vms]
     resources = cluster.resources
     room = np.array([hosts[0].capacity.get(r, 0) for r in resources], dtype=np.int64)
@@ -293,6 +297,8 @@ def dive_packing(
         if on is not None:
             by_host.setdefault(on, []).append(row[vm])
     if len(names) > MAX_VMS_PER_HOST * max(1, len(by_host)):
+        return None, None
+    if len(names) > VMS_PER_ROOT_SECOND * math.sqrt(max(0.0, deadline - time.monotonic())):
         return None, None
     found = dive(sizes, room, [np.array(c) for c in by_host.values()], deadline)
     if len(found.contents) > len(hosts):
