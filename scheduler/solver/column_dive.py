@@ -113,10 +113,11 @@ class _Master:
         self.variables.append(variable)
         return True
 
-    def solve(self) -> tuple[float, np.ndarray]:
-        """The LP value and the duals of the rows (zero for VMs already placed)."""
+    def solve(self) -> tuple[float, np.ndarray] | None:
+        """The LP value and the duals of the rows (zero for VMs already placed), or None
+        should the LP solver fail (the LP always has an optimum: singletons cover all)."""
         if self.lp.Solve() != pywraplp.Solver.OPTIMAL:
-            raise RuntimeError("the covering LP has no optimum")  # singletons keep it feasible
+            return None
         duals = np.zeros(self.count)
         for vm, row in self.rows.items():
             duals[vm] = max(0.0, row.dual_value())
@@ -226,7 +227,10 @@ def _generate(
     while True:
         if time.monotonic() > deadline:
             return None
-        value, duals = master.solve()
+        solved = master.solve()
+        if solved is None:
+            return None  # the dive ends as if out of time
+        value, duals = solved
         open_vms = np.flatnonzero(~placed & (duals > 1e-9))
         order = open_vms[np.argsort(-duals[open_vms], kind="stable")]
         sets, _, complete = valuable_sets(
@@ -234,7 +238,9 @@ def _generate(
         )
         contents = [order[s] for s in sets]
         if not any([master.add(columns.add(c), c) for c in contents]):
-            return value, duals, complete  # nothing new: the LP rounds would only repeat
+            # Nothing new: more rounds would only repeat. Columns found again (LP rounding)
+            # break the premise of the bound, so only an empty search proves it.
+            return value, duals, complete and not contents
 
 
 def _first_fit(sizes: np.ndarray, room: np.ndarray, vms: np.ndarray) -> list[np.ndarray]:
