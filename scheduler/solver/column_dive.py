@@ -37,6 +37,7 @@ LP_COLUMNS_PER_VM = 2  # each round's LP keeps this many columns per open VM, th
 # A content the LP uses this much is fixed along with the one it uses most: first a quick
 # dive, then, if that one missed the bound, a careful one; then quick ones, drawn at random.
 FIX_FROM = (0.7, 0.999)
+ROOT_SHARE = 0.5  # of the dive's time, at most, for its first LP
 MAX_DIVES = 20  # a bound that pricing left unproven may never be met: stop trying at last
 
 
@@ -127,13 +128,18 @@ class _Master:
         return np.array([v.solution_value() for v in self.variables])
 
 
-def dive(sizes: np.ndarray, room: np.ndarray, seeds: list[np.ndarray], deadline: float) -> Dive:
+def dive(
+    sizes: np.ndarray, room: np.ndarray, seeds: list[np.ndarray], deadline: float
+) -> Dive | None:
     """A packing of the VMs (rows of ``sizes``) in hosts of ``room``; what is still
     open at the deadline is packed by first fit. ``seeds`` are contents known to fit, such
     as the hosts of a start packing. While the best dive ends above the LP bound and time
     is left, dive again with the columns found so far: first fixing only what the LP uses
-    whole, then with the first content of each round drawn among those the LP uses most."""
+    whole, then with the first content of each round drawn among those the LP uses most.
+    None if the first LP takes more than ``ROOT_SHARE`` of the time: the dive would not
+    end in time, and the time is better left to the closing search."""
     count = len(sizes)
+    root_deadline = time.monotonic() + ROOT_SHARE * max(0.0, deadline - time.monotonic())
     columns = _Columns(count, _most_per_host(sizes, room))
     for vm in range(count):
         columns.add(np.array([vm]))  # column ``vm`` holds VM ``vm`` alone
@@ -146,15 +152,17 @@ def dive(sizes: np.ndarray, room: np.ndarray, seeds: list[np.ndarray], deadline:
         careful = attempt < len(FIX_FROM)
         whole = FIX_FROM[attempt] if careful else FIX_FROM[0]
         draw = None if careful else np.random.default_rng(attempt)
-        contents, root_duals, bound = _dive_once(sizes, room, columns, duals, whole, draw, deadline)
+        limits = (root_deadline if attempt == 0 else deadline, deadline)
+        contents, root_duals, bound = _dive_once(sizes, room, columns, duals, whole, draw, limits)
+        if not contents:
+            break  # the first LP did not converge in time
         if best is None or len(contents) < len(best):
             best = contents
         lower_bound = lower_bound or bound
         if root_duals is None or (lower_bound is not None and len(best) <= lower_bound):
             break  # out of time, or nothing better to find
         duals = root_duals  # the next dive's first LP starts from the cheapest columns
-    assert best is not None
-    return Dive(best, lower_bound)
+    return None if best is None else Dive(best, lower_bound)
 
 
 def _dive_once(
@@ -164,10 +172,11 @@ def _dive_once(
     duals: np.ndarray,
     whole: float,
     draw: np.random.Generator | None,
-    deadline: float,
+    deadlines: tuple[float, float],
 ) -> tuple[list[np.ndarray], np.ndarray | None, int | None]:
     """One dive: the contents of the hosts, the duals of its first LP (None if time ran
-    out), and that LP's bound (None if its pricing was cut short)."""
+    out), and that LP's bound (None if its pricing was cut short). The first LP must be
+    solved by the first deadline (else no contents at all), the dive by the second."""
     count = len(sizes)
     columns.usable[: columns.size] = True
     placed = np.zeros(count, dtype=bool)
@@ -184,7 +193,11 @@ def _dive_once(
         master = _Master(open_vms, count)
         for column in [*open_vms, *usable]:
             master.add(int(column), columns.content(int(column)))
-        generated = _generate(master, columns, sizes, room, placed, deadline)
+        at_root = root_duals is None
+        limit = deadlines[0] if at_root else deadlines[1]
+        generated = _generate(master, columns, sizes, room, placed, limit)
+        if generated is None and at_root:
+            return [], None, None
         if generated is None:  # out of time: first fit packs what is still open
             return chosen + _first_fit(sizes, room, np.flatnonzero(~placed)), None, lower_bound
         value, duals, complete = generated
@@ -307,6 +320,8 @@ def dive_packing(
     if len(names) > VMS_PER_ROOT_SECOND * math.sqrt(max(0.0, deadline - time.monotonic())):
         return None, None
     found = dive(sizes, room, [np.array(c) for c in by_host.values()], deadline)
+    if found is None:
+        return None, None
     if len(found.contents) > len(hosts):
         return None, found.lower_bound
     placement: dict[str, str | None] = {}

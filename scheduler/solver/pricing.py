@@ -1,8 +1,8 @@
 """The pricing step of column generation: host contents worth more than a host costs.
 
 Given a value for each VM (the LP duals of "every VM is placed"), find sets of VMs that fit
-on one host and whose values sum above 1, the price of a host: each is a column that lowers
-the LP bound. A compiled depth-first branch and bound finds, for each VM, the most
+on one host and whose values sum above 1, the price of a host: each is a column that may
+lower the LP's value. A compiled depth-first branch and bound finds, for each VM, the most
 valuable set it leads; a node limit keeps a hard case bounded, and the caller learns
 whether the search ran to its end (only then is "no column" a proof, and the LP value a
 lower bound).
