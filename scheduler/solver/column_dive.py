@@ -24,6 +24,7 @@ from ortools.linear_solver import pywraplp
 
 from scheduler.model import Cluster
 from scheduler.solver.pricing import PRICE, valuable_sets
+from scheduler.solver.tabu_steps import most_per_host
 
 # The dive's work grows about with the square of the VMs (some 4 s for 500 here); when the
 # time given cannot cover it, the closing search gets that time instead.
@@ -140,7 +141,7 @@ def dive(
     end in time, and the time is better left to the closing search."""
     count = len(sizes)
     root_deadline = time.monotonic() + ROOT_SHARE * max(0.0, deadline - time.monotonic())
-    columns = _Columns(count, _most_per_host(sizes, room))
+    columns = _Columns(count, max(1, most_per_host(sizes, room[None, :])))
     for vm in range(count):
         columns.add(np.array([vm]))  # column ``vm`` holds VM ``vm`` alone
     for content in seeds:
@@ -269,15 +270,6 @@ def _first_fit(sizes: np.ndarray, room: np.ndarray, vms: np.ndarray) -> list[np.
         free[host] -= sizes[vm]
         contents[host].append(int(vm))
     return [np.array(c, dtype=np.int64) for c in contents]
-
-
-def _most_per_host(sizes: np.ndarray, room: np.ndarray) -> int:
-    """How many VMs one host can hold at most: the smallest first, in every resource."""
-    most = len(sizes)
-    for r in range(sizes.shape[1]):
-        if sizes[:, r].any():
-            most = min(most, int((np.cumsum(np.sort(sizes[:, r])) <= room[r]).sum()))
-    return max(1, most)
 
 
 def packs_from_scratch(cluster: Cluster) -> bool:

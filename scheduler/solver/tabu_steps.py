@@ -76,7 +76,7 @@ def arrays_for(
     free = room.astype(np.int64).copy()
     np.subtract.at(free, assignment, sizes)
     count = np.bincount(assignment, minlength=hosts).astype(np.int64)
-    members = np.full((hosts, max(1, int(count.max()), _most_per_host(sizes, room))), -1)
+    members = np.full((hosts, max(1, int(count.max()), most_per_host(sizes, room))), -1)
     slot = np.zeros(vms, dtype=np.int64)
     filled = np.zeros(hosts, dtype=np.int64)
     for vm, host in enumerate(assignment):
@@ -93,7 +93,7 @@ def arrays_for(
     )  # fmt: skip
 
 
-def _most_per_host(sizes: np.ndarray, room: np.ndarray) -> int:
+def most_per_host(sizes: np.ndarray, room: np.ndarray) -> int:
     """How many VMs one host can hold at most: in each resource, the smallest VMs that fit
     in the largest room; the tightest resource counts."""
     most = len(sizes)
