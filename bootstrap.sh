@@ -28,5 +28,5 @@ fi
 .venv/bin/vmpack --help >/dev/null
 # The packing searches compile their inner loops once per machine; do it now, not in the
 # first plan's time limit.
-.venv/bin/python -c 'from scheduler.solver import pricing, tabu_steps; tabu_steps.warm_up(); pricing.warm_up()'
+.venv/bin/python -c 'from scheduler.solver.closing import steps; from scheduler.solver.dive import pricing; steps.warm_up(); pricing.warm_up()'
 echo "vmpack is installed in .venv (run .venv/bin/vmpack)"

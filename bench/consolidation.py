@@ -15,16 +15,16 @@ import argparse
 import time
 
 from bench.clusters import spread_cluster
-from scheduler.check import check_plan
 from scheduler.engine import decide_plan
-from scheduler.evaluate import indicators
 from scheduler.model import Goal
-from scheduler.scenario import scenario_from_data
+from scheduler.placement.evaluate import indicators
+from scheduler.planning.check import check_plan
+from scheduler.scenario.load import scenario_from_data
 from scheduler.solver.bounds import moves_lower_bound
-from scheduler.solver.greedy import keep_in_place_baseline
-from scheduler.solver.keep_set import keep_set_start
-from scheduler.solver.search import SearchOptions
-from scheduler.solver.solve import SolverSettings
+from scheduler.solver.cpsat.solve import SolverSettings
+from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.starts.greedy import keep_in_place_baseline
+from scheduler.solver.starts.keep_set import keep_set_start
 
 
 def run(hosts: int, vms: int, time_limit: float, seed: int) -> None:

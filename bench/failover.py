@@ -21,17 +21,17 @@ from collections import Counter
 from dataclasses import replace
 
 from bench.clusters import spread_cluster
-from scheduler.check import check_plan
 from scheduler.engine import decide_plan
-from scheduler.failover import after_failure, decide_failover, hosts_in_domain
-from scheduler.ha_watch import reserve_by_wave
+from scheduler.ha.failover import after_failure, decide_failover, hosts_in_domain
+from scheduler.ha.power import power_advice
+from scheduler.ha.watch import reserve_by_wave
 from scheduler.model import Cluster, Goal, HaPolicy, Policy
-from scheduler.plan import order_moves
-from scheduler.power import power_advice
-from scheduler.scenario import scenario_from_data
-from scheduler.solver.greedy import Packer, place_pending
-from scheduler.solver.search import SearchOptions
-from scheduler.solver.solve import SolverSettings
+from scheduler.planning.check import check_plan
+from scheduler.planning.waves import order_moves
+from scheduler.scenario.load import scenario_from_data
+from scheduler.solver.cpsat.solve import SolverSettings
+from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.starts.greedy import Packer, place_pending
 
 Placement = dict[str, str | None]
 

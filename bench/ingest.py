@@ -27,7 +27,7 @@ import httpx
 from agents.libvirt_probe import DomainReport, HostReport
 from scheduler.model import VM
 from scheduler.service.inventory import snapshot
-from scheduler.solver.greedy import Packer, place_pending
+from scheduler.solver.starts.greedy import Packer, place_pending
 
 AGENT_TOKEN, OPERATOR_TOKEN = "bench-agent-token-0123456789", "bench-operator-token-0123456789"
 
@@ -134,7 +134,8 @@ def main() -> None:
         agent_file.write_text(AGENT_TOKEN)
         operator_file.write_text(OPERATOR_TOKEN)
         server = subprocess.Popen([
-            sys.executable, "-m", "scheduler.cli", "serve", "--listen", f"127.0.0.1:{args.port}",
+            sys.executable, "-m", "scheduler.cli.main", "serve",
+            "--listen", f"127.0.0.1:{args.port}",
             "--db", str(Path(tmp, "bench.db")), "--agent-token-file", str(agent_file),
             "--operator-token-file", str(operator_file),
             "--suspect-after", "600", "--down-after", "1200",

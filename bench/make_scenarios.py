@@ -266,7 +266,7 @@ def main() -> None:
         (ROOT / "scenarios" / f"{name}.yaml").write_text(_flow_dump(make(random.Random(name))))
     # The bundled default of ``vmpack plan`` is the web-tier scenario.
     default = (ROOT / "scenarios" / "web-tier-consolidation.yaml").read_text()
-    (ROOT / "scheduler" / "default_scenario.yaml").write_text(default)
+    (ROOT / "scheduler" / "scenario" / "default.yaml").write_text(default)
     if (args.shared / "bitbrains_rnd").exists():
         (ROOT / "scenarios" / "bitbrains-200-hosts.yaml").write_text(
             _flow_dump(bitbrains(args.shared))

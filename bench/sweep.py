@@ -14,9 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
-from scheduler import sweep
-from scheduler.scenario import load_scenario
-from scheduler.whatif import parse_changes
+from scheduler.scenario.load import load_scenario
+from scheduler.whatif import sweep
+from scheduler.whatif.changes import parse_changes
 
 ROOT = Path(__file__).resolve().parents[1]
 

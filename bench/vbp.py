@@ -22,9 +22,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from scheduler.model import VM, Cluster, Goal, Host, Policy, active_hosts
-from scheduler.solver.greedy import first_fit_decreasing
-from scheduler.solver.search import SearchOptions, decide
-from scheduler.solver.solve import SolverSettings
+from scheduler.solver.cpsat.solve import SolverSettings
+from scheduler.solver.pipeline import SearchOptions, decide
+from scheduler.solver.starts.greedy import first_fit_decreasing
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "vbp"
 

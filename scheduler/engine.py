@@ -10,17 +10,17 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from scheduler.check import stranded
-from scheduler.evaluate import Indicators, broken_soft_rules, indicators
-from scheduler.explain import conflicting_rules
-from scheduler.ha import admit_within_reserve
+from scheduler.ha.power import PowerAdvice, power_advice
+from scheduler.ha.reserve import admit_within_reserve
 from scheduler.model import Cluster, Goal
-from scheduler.plan import Move, Plan, build_plan, starting_placement
-from scheduler.power import PowerAdvice, power_advice
+from scheduler.placement.evaluate import Indicators, broken_soft_rules, indicators
+from scheduler.placement.explain import conflicting_rules
+from scheduler.planning.check import stranded
+from scheduler.planning.waves import Move, Plan, build_plan, starting_placement
 from scheduler.solver.bounds import moves_lower_bound
-from scheduler.solver.encoding import Encoding
-from scheduler.solver.search import Decision, SearchOptions, decide, greedy_start, whole_scope
-from scheduler.solver.solve import SolveStatus, solve
+from scheduler.solver.cpsat.encoding import Encoding
+from scheduler.solver.cpsat.solve import SolveStatus, solve
+from scheduler.solver.pipeline import Decision, SearchOptions, decide, greedy_start, whole_scope
 
 
 @dataclass(frozen=True)

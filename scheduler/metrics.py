@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from scheduler.ha import HaReport
+from scheduler.ha.reserve import HaReport
 from scheduler.model import Cluster, HostState, active_hosts, host_loads, vms_by_host
 
 REPORT_OUTCOMES = ("accepted", "rejected")

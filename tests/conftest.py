@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from scheduler.model import Cluster
-from scheduler.scenario import parse_scenario
-from scheduler.solver.search import SearchOptions
-from scheduler.solver.solve import SolverSettings
+from scheduler.scenario.load import parse_scenario
+from scheduler.solver.cpsat.solve import SolverSettings
+from scheduler.solver.pipeline import SearchOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import httpx
 
-from scheduler.autopilot import AutomationPolicy
 from scheduler.model import Limits, Policy
-from scheduler.service.api import ServiceConfig, create_app
+from scheduler.planning.autopilot import AutomationPolicy
+from scheduler.service.app import ServiceConfig, create_app
 from scheduler.service.auth import Tokens
-from scheduler.service.autopilot_loop import Autopilot
 from scheduler.service.executor import ExecutionPolicy
-from scheduler.service.failover_watch import FailoverWatch, FencingPolicy
 from scheduler.service.liveness import Heartbeat
-from scheduler.service.power_control import PowerControl, PowerPolicy
+from scheduler.service.loops.autopilot import Autopilot
+from scheduler.service.loops.failover import FailoverWatch, FencingPolicy
+from scheduler.service.loops.power import PowerControl, PowerPolicy
 from scheduler.service.server import Listen, make_server, serve_in_thread
 from scheduler.service.store import SqliteStore
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scheduler.autopilot import AutomationPolicy, consider, held_in_place
-from scheduler.check import check_plan
-from scheduler.scenario import load_scenario
+from scheduler.planning.autopilot import AutomationPolicy, consider, held_in_place
+from scheduler.planning.check import check_plan
+from scheduler.scenario.load import load_scenario
 from tests.conftest import ROOT
 from tests.test_properties import FAST
 

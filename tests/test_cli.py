@@ -15,7 +15,7 @@ SCENARIO = str(ROOT / "scenarios" / "web-tier-consolidation.yaml")
 
 
 def vmpack(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "scheduler.cli", *args]
+    command = [sys.executable, "-m", "scheduler.cli.main", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler.model import Goal, active_hosts
-from scheduler.solver.column_dive import _first_fit, dive
-from scheduler.solver.pricing import PRICE, valuable_sets
-from scheduler.solver.search import SearchOptions, decide
-from scheduler.solver.solve import SolveStatus
+from scheduler.solver.cpsat.solve import SolveStatus
+from scheduler.solver.dive.lp_dive import _first_fit, dive
+from scheduler.solver.dive.pricing import PRICE, valuable_sets
+from scheduler.solver.pipeline import SearchOptions, decide
 from tests.conftest import cluster_of, hosts, vm
 
 FAR = 1e9  # a deadline never reached

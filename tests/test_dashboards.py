@@ -15,7 +15,7 @@ from agents.agent import Agent, AgentConfig
 from agents.metrics import AgentCollector
 from dashboards.alert_cases import CASES
 from dashboards.catalogue import DASHBOARDS
-from scheduler.ha import check_ha
+from scheduler.ha.reserve import check_ha
 from scheduler.metrics import ClusterView, SchedulerMetrics
 from tests.conftest import ROOT, cluster_of, hosts, vm
 from tests.dashboard_queries import (

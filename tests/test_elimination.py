@@ -10,11 +10,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler.solver import tabu_steps
-from scheduler.solver.elimination import Budget, Packing, active_count, close_hosts
-from scheduler.solver.fewer_hosts import fewer_hosts
-from scheduler.solver.repack import repack
-from scheduler.state import PlacementState
+from scheduler.placement.state import PlacementState
+from scheduler.solver.closing import steps as tabu_steps
+from scheduler.solver.closing.on_cluster import fewer_hosts
+from scheduler.solver.closing.repack import repack
+from scheduler.solver.closing.search import Budget, Packing, active_count, close_hosts
 from tests.conftest import cluster_of
 
 STEPS = Budget(deadline=time.monotonic() + 3600, steps=3000)

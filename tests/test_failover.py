@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler.check import check_plan
-from scheduler.failover import decide_failover, hosts_in_domain
-from scheduler.solver.search import SearchOptions
+from scheduler.ha.failover import decide_failover, hosts_in_domain
+from scheduler.planning.check import check_plan
+from scheduler.solver.pipeline import SearchOptions
 from tests.conftest import cluster_of, hosts, vm
 from tests.test_properties import FAST, clusters
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scheduler.check import check_placement, check_plan
 from scheduler.engine import decide_plan
-from scheduler.explain import why_not_placed
 from scheduler.model import Goal, active_hosts
-from scheduler.solver.search import SearchOptions, greedy_start
-from scheduler.solver.solve import SolverSettings
+from scheduler.placement.explain import why_not_placed
+from scheduler.planning.check import check_placement, check_plan
+from scheduler.solver.cpsat.solve import SolverSettings
+from scheduler.solver.pipeline import SearchOptions, greedy_start
 from tests.conftest import cluster_of, hosts, vm
 
 

@@ -8,17 +8,17 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from scheduler.autopilot import held_in_place
-from scheduler.check import check_placement, check_plan
 from scheduler.engine import decide_plan, outcome_of
-from scheduler.ha import check_ha
-from scheduler.ha_watch import reserve_by_wave
+from scheduler.ha.power import power_advice
+from scheduler.ha.reserve import check_ha
+from scheduler.ha.watch import reserve_by_wave
 from scheduler.model import Goal, HaPolicy, HostState
-from scheduler.plan import order_moves
-from scheduler.power import power_advice
-from scheduler.scenario import ScenarioError, load_scenario
-from scheduler.solver.search import Decision
-from scheduler.solver.solve import SolveStatus
+from scheduler.planning.autopilot import held_in_place
+from scheduler.planning.check import check_placement, check_plan
+from scheduler.planning.waves import order_moves
+from scheduler.scenario.load import ScenarioError, load_scenario
+from scheduler.solver.cpsat.solve import SolveStatus
+from scheduler.solver.pipeline import Decision
 from tests.conftest import ROOT, cluster_of, hosts, vm
 from tests.test_properties import FAST, clusters
 

@@ -9,12 +9,12 @@ import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from scheduler.check import check_placement
-from scheduler.ha import check_ha
-from scheduler.ha_watch import ReserveWatch, reserve_by_wave
+from scheduler.ha.reserve import check_ha
+from scheduler.ha.watch import ReserveWatch, reserve_by_wave
 from scheduler.model import Cluster
-from scheduler.solver.greedy import Packer
-from scheduler.state import PlacementState
+from scheduler.placement.state import PlacementState
+from scheduler.planning.check import check_placement
+from scheduler.solver.starts.greedy import Packer
 from tests.conftest import cluster_of, hosts, vm
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler.solver.knapsack import best_subset, pack_into
+from scheduler.solver.closing.knapsack import best_subset, pack_into
 
 
 def vm_sizes(draw: st.DrawFn, count: int, resources: int) -> np.ndarray:

@@ -162,7 +162,7 @@ def test_maintenance_empties_the_host_and_moves_the_vms_back_with_live_migration
         wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 2, 30, "reports")
 
         def vmpack(*args: str) -> subprocess.CompletedProcess[str]:
-            command = [sys.executable, "-m", "scheduler.cli", *args, "--scheduler", service.url,
+            command = [sys.executable, "-m", "scheduler.cli.main", *args, "--scheduler", service.url,
                        "--token-file", str(token)]  # fmt: skip
             return subprocess.run(command, capture_output=True, text=True, timeout=300)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from scheduler.service.failover_watch import FencingPolicy
 from scheduler.service.liveness import Heartbeat
+from scheduler.service.loops.failover import FencingPolicy
 from tests.lab_cluster import Lab, agents, lab, wait_for
 from tests.service_harness import OPERATOR_TOKEN, Service, running_service
 from tests.test_lab import WallClock

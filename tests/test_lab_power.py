@@ -12,7 +12,7 @@ import libvirt
 import pytest
 
 from scheduler.service.liveness import Heartbeat
-from scheduler.service.power_control import PowerPolicy
+from scheduler.service.loops.power import PowerPolicy
 from tests.lab_cluster import agents, lab, wait_for
 from tests.service_harness import OPERATOR_TOKEN, running_service
 from tests.test_lab import WallClock

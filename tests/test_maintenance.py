@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from scheduler.check import check_plan
-from scheduler.maintenance import evacuated_from, move_back
+from scheduler.planning.check import check_plan
+from scheduler.planning.maintenance import evacuated_from, move_back
 from tests.conftest import cluster_of, hosts, vm
 
 

@@ -3,9 +3,9 @@ and the independent checker catching plans that break them."""
 
 from __future__ import annotations
 
-from scheduler.check import check_plan
 from scheduler.model import Goal
-from scheduler.plan import Move, Plan, build_plan
+from scheduler.planning.check import check_plan
+from scheduler.planning.waves import Move, Plan, build_plan
 from tests.conftest import cluster_of, hosts, vm
 
 

@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler.check import check_plan
 from scheduler.engine import decide_plan
 from scheduler.model import Goal
-from scheduler.solver.search import SearchOptions
-from scheduler.solver.solve import SolverSettings
+from scheduler.planning.check import check_plan
+from scheduler.solver.cpsat.solve import SolverSettings
+from scheduler.solver.pipeline import SearchOptions
 from tests.conftest import cluster_of
 
 FAST = SearchOptions(SolverSettings(time_limit_s=2.0, workers=1, seed=0))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from agents.libvirt_probe import HostReport, probe
 from agents.usage import cpu_usage
-from scheduler.check import check_plan
 from scheduler.engine import decide_plan
 from scheduler.model import MEMORY, VCPUS, Goal, HostState
+from scheduler.planning.check import check_plan
 from scheduler.service.inventory import snapshot
-from scheduler.solver.search import SearchOptions
+from scheduler.solver.pipeline import SearchOptions
 from tests.libvirt_hosts import Guest, connect, write_host
 
 

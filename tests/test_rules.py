@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from scheduler.model import Goal
+from scheduler.placement.state import PlacementState
 from scheduler.rules import Affinity, AntiAffinity, Ban, Pin, Spread
-from scheduler.solver.search import SearchOptions, decide
-from scheduler.state import PlacementState
+from scheduler.solver.pipeline import SearchOptions, decide
 from tests.conftest import cluster_of, hosts, vm
 
 RACKS = [{**h, "labels": {"rack": f"r{(i // 2) + 1}"}} for i, h in enumerate(hosts(4))]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.model import DISK, MEMORY, VCPUS
-from scheduler.scenario import ScenarioError, load_scenario, parse_scenario
+from scheduler.scenario.load import ScenarioError, load_scenario, parse_scenario
 from scheduler.units import parse_size_mib
 from tests.conftest import SCENARIOS
 

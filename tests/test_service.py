@@ -11,12 +11,12 @@ import pytest
 
 from agents.agent import Agent, AgentConfig
 from agents.libvirt_probe import probe
-from scheduler.autopilot import AutomationPolicy
-from scheduler.check import check_plan
 from scheduler.engine import plan_from_json
 from scheduler.model import HaPolicy, HostState, Policy
-from scheduler.service.failover_watch import FencingPolicy
-from scheduler.service.power_control import PowerPolicy
+from scheduler.planning.autopilot import AutomationPolicy
+from scheduler.planning.check import check_plan
+from scheduler.service.loops.failover import FencingPolicy
+from scheduler.service.loops.power import PowerPolicy
 from scheduler.service.server import Listen
 from tests.lab_cluster import wait_for
 from tests.libvirt_hosts import Guest, connect, write_host
@@ -239,7 +239,7 @@ def test_operator_cli_against_a_running_scheduler(tmp_path: Path) -> None:
         reported(tmp_path, service)
 
         def vmpack(*args: str, token_file: Path = token) -> subprocess.CompletedProcess[str]:
-            command = [sys.executable, "-m", "scheduler.cli", *args, "--scheduler", service.url,
+            command = [sys.executable, "-m", "scheduler.cli.main", *args, "--scheduler", service.url,
                        "--token-file", str(token_file)]  # fmt: skip
             return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
@@ -265,7 +265,7 @@ def test_operator_cli_against_a_running_scheduler(tmp_path: Path) -> None:
         refused = vmpack("hosts", token_file=wrong)
         assert refused.returncode == 2 and "401: authorization: unknown token" in refused.stderr
         url = service.url
-    gone = subprocess.run([sys.executable, "-m", "scheduler.cli", "hosts", "--scheduler", url,
+    gone = subprocess.run([sys.executable, "-m", "scheduler.cli.main", "hosts", "--scheduler", url,
                            "--token-file", str(token)], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert gone.returncode == 1 and gone.stderr.startswith(f"vmpack: error: scheduler {url}")
 
@@ -509,7 +509,7 @@ def test_maintenance_refuses_before_anything_moves_when_a_vm_cannot_leave(tmp_pa
     full = [[Guest("big1", 6144, 2)], [Guest("big2", 6144, 2)]]  # 8 GiB hosts: no room to move
     with running_service(tmp_path / "vmpack.db") as service:
         reported(tmp_path, service, full, memory_gib=8)
-        command = [sys.executable, "-m", "scheduler.cli", "maintenance", "enter", "kvm-01",
+        command = [sys.executable, "-m", "scheduler.cli.main", "maintenance", "enter", "kvm-01",
                    "--scheduler", service.url, "--token-file", str(token), "--time-limit", "5"]  # fmt: skip
         run = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert run.returncode == 1, run.stderr
@@ -610,7 +610,7 @@ def test_maintenance_refuses_to_break_the_ha_reserve(tmp_path: Path) -> None:
     three = [[Guest("a", 6144)], [Guest("b", 6144)], [Guest("c", 6144)]]
     with running_service(tmp_path / "vmpack.db", policy=Policy(ha=HaPolicy(1))) as service:
         reported(tmp_path, service, three, memory_gib=16)
-        base = [sys.executable, "-m", "scheduler.cli", "maintenance", "enter", "kvm-01",
+        base = [sys.executable, "-m", "scheduler.cli.main", "maintenance", "enter", "kvm-01",
                 "--scheduler", service.url, "--token-file", str(token), "--time-limit", "5"]  # fmt: skip
         run = subprocess.run(base, capture_output=True, text=True, timeout=120)
         assert run.returncode == 1, run.stderr

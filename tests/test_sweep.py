@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from scheduler import sweep
-from scheduler.whatif import WhatIfError, parse_changes
+from scheduler.whatif import sweep
+from scheduler.whatif.changes import WhatIfError, parse_changes
 from tests.conftest import ROOT, cluster_of
 from tests.test_cli import vmpack
 from tests.test_whatif import BASE

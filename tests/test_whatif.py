@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from scheduler.capacity import answer, headroom
-from scheduler.check import check_plan
 from scheduler.model import MEMORY, VCPUS, HostState
-from scheduler.whatif import WhatIfError, apply_changes, parse_changes
+from scheduler.planning.check import check_plan
+from scheduler.whatif.capacity import answer, headroom
+from scheduler.whatif.changes import WhatIfError, apply_changes, parse_changes
 from tests.conftest import ROOT, cluster_of, hosts, vm
 from tests.test_cli import vmpack
 from tests.test_properties import FAST

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.check import check_plan
 from scheduler.engine import decide_plan
 from scheduler.model import MEMORY, VM, Cluster, Goal, Host, Limits, Policy
+from scheduler.planning.check import check_plan
 from scheduler.replay.simulate import Fleet, power
-from scheduler.solver.search import SearchOptions
-from scheduler.solver.solve import SolverSettings
+from scheduler.solver.cpsat.solve import SolverSettings
+from scheduler.solver.pipeline import SearchOptions
 
 CPU = "cpu_mhz"
 POLICY_NAMES = ("never", "threshold", "vmpack", "vmpack-triggered")

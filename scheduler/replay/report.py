@@ -7,8 +7,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from scheduler import pictures
-from scheduler.html_report import Report
+from scheduler.output import pictures
+from scheduler.output.html import Report
 from scheduler.replay.simulate import ReplayResult, ReplaySettings
 from scheduler.replay.traces import Trace
 

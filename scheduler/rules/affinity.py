@@ -10,7 +10,7 @@ from scheduler.model import Cluster
 from scheduler.rules.base import Penalty, PlacementView, Rule
 
 if TYPE_CHECKING:
-    from scheduler.solver.encoding import Encoding
+    from scheduler.solver.cpsat.encoding import Encoding
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from scheduler.model import VM, Cluster, Host
 
 if TYPE_CHECKING:
-    from scheduler.solver.encoding import Encoding
+    from scheduler.solver.cpsat.encoding import Encoding
 
 
 class PlacementView(Protocol):

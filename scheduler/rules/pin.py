@@ -9,7 +9,7 @@ from scheduler.model import VM, Cluster, Host
 from scheduler.rules.base import Penalty, PlacementView, Rule
 
 if TYPE_CHECKING:
-    from scheduler.solver.encoding import Encoding
+    from scheduler.solver.cpsat.encoding import Encoding
 
 
 @dataclass(frozen=True)

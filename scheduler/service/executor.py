@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduler.model import Cluster, HostState
-from scheduler.plan import starting_placement
+from scheduler.placement.state import PlacementState
+from scheduler.planning.waves import starting_placement
 from scheduler.rules import Affinity
 from scheduler.service.records import OrderRecord
 from scheduler.service.store import OPEN_ORDERS, Store
-from scheduler.state import PlacementState
 
 log = logging.getLogger("vmpack.executor")
 

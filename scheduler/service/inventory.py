@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from agents.libvirt_probe import DomainReport, HostReport
-from scheduler.autopilot import held_in_place
 from scheduler.model import (
     DISK,
     MEMORY,
@@ -27,6 +26,7 @@ from scheduler.model import (
     Limits,
     Policy,
 )
+from scheduler.planning.autopilot import held_in_place
 from scheduler.service.records import Claim
 
 

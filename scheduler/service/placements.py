@@ -11,14 +11,14 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from scheduler.explain import why_not_placed
-from scheduler.ha import admit_within_reserve
+from scheduler.ha.reserve import admit_within_reserve
 from scheduler.model import DISK, MEMORY, VCPUS, VM, Cluster, Goal
+from scheduler.placement.explain import why_not_placed
 from scheduler.service.api_models import PlacementIn
 from scheduler.service.records import Claim
 from scheduler.service.store import Store
-from scheduler.solver.search import SearchOptions, decide
-from scheduler.solver.solve import SolverSettings
+from scheduler.solver.cpsat.solve import SolverSettings
+from scheduler.solver.pipeline import SearchOptions, decide
 
 
 def placement_routes(

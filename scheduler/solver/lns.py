@@ -20,11 +20,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from scheduler.evaluate import score
 from scheduler.model import Cluster, Goal, vms_by_host
+from scheduler.placement.evaluate import score
 from scheduler.rules import Affinity
-from scheduler.solver.encoding import Encoding
-from scheduler.solver.solve import SolverSettings, solve
+from scheduler.solver.cpsat.encoding import Encoding
+from scheduler.solver.cpsat.solve import SolverSettings, solve
 
 MIN_STEP_S = 0.3
 MAX_STEP_S = 3.0
@@ -38,7 +38,7 @@ def improve(
     deadline: float,
     options: object,
 ) -> tuple[dict[str, str | None], int]:
-    from scheduler.solver import search  # the scope helpers live beside the driver
+    from scheduler.solver import pipeline as search  # the scope helpers live beside the driver
 
     assert isinstance(options, search.SearchOptions)
     rng = random.Random(options.solver.seed)

@@ -1,0 +1,222 @@
+"""Scenario YAML <-> cluster snapshot. Every error names the file, the line and the field."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+
+from scheduler.model import (
+    DISK,
+    MEMORY,
+    VCPUS,
+    VM,
+    Cluster,
+    Goal,
+    HaPolicy,
+    Host,
+    HostState,
+    Limits,
+    Policy,
+)
+from scheduler.rules import RULE_TYPES, Rule
+from scheduler.rules.spread import Spread
+from scheduler.scenario.checks import check_references
+from scheduler.scenario.schema import OVERCOMMIT_KEYS, ScenarioSpec
+
+YamlPath = tuple[str | int, ...]
+
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+
+
+class ScenarioError(ValueError):
+    """Bad input, as one line: ``file:line: field: reason``."""
+
+    def __init__(self, source: str, line: int | None, field: str, reason: str) -> None:
+        self.source, self.line, self.field, self.reason = source, line, field, reason
+        where = f"{source}:{line}" if line else source
+        super().__init__(f"{where}: {field}: {reason}" if field else f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    cluster: Cluster
+    goal: Goal | None = None
+    evacuate_hosts: tuple[str, ...] = ()
+    description: str = ""
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(str(path), None, "", f"cannot read: {exc.strerror}") from None
+    return parse_scenario(text, str(path))
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()  # keeps line numbers for error reports
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError(source, line, "", f"malformed YAML: {reason}") from None
+    finally:
+        loader.dispose()
+    lines = _line_map(root) if root is not None else {}
+    return scenario_from_data(data, source, lines)
+
+
+def scenario_from_data(
+    data: object, source: str = "<scenario>", lines: Mapping[YamlPath, int] | None = None
+) -> Scenario:
+    """Validate already-parsed scenario data (``lines`` maps YAML paths to line numbers)."""
+    lines = lines or {}
+    if not isinstance(data, dict):
+        raise ScenarioError(source, 1, "", "a scenario is a mapping with name, hosts and vms")
+    try:
+        spec = ScenarioSpec.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise _first_schema_error(exc, source, lines) from None
+    problem = check_references(spec)
+    if problem:
+        yaml_path, reason = problem
+        raise ScenarioError(source, _line_of(lines, yaml_path), _field_name(yaml_path), reason)
+    return _build(spec)
+
+
+def _ha(spec: ScenarioSpec) -> HaPolicy:
+    ha = spec.policy.ha
+    return HaPolicy(ha.host_failures_to_tolerate, ha.failure_domain)
+
+
+def _build(spec: ScenarioSpec) -> Scenario:
+    policy_ratio = {VCPUS: 4.0, MEMORY: 1.0, DISK: 1.0}
+    policy_ratio.update({OVERCOMMIT_KEYS.get(k, k): v for k, v in spec.policy.overcommit.items()})
+    hosts = []
+    for h in spec.hosts:
+        physical = {VCPUS: h.cpus, MEMORY: h.memory, DISK: h.disk, **h.resources}
+        ratio = policy_ratio | {OVERCOMMIT_KEYS.get(k, k): v for k, v in h.overcommit.items()}
+        capacity = {r: int(amount * ratio.get(r, 1.0) + 1e-9) for r, amount in physical.items()}
+        hosts.append(Host(h.name, physical, capacity, dict(h.labels), HostState(h.state)))
+    vms = [
+        VM(
+            v.name,
+            {VCPUS: v.vcpus, MEMORY: v.memory, DISK: v.disk, **v.resources},
+            v.host,
+            dict(v.labels),
+            {"cpu": v.usage.cpu, "memory": v.usage.memory},
+            v.priority,
+        )
+        for v in spec.vms
+    ]
+    rules = [_build_rule(i, r, spec) for i, r in enumerate(spec.rules, start=1)]
+    limits = Limits(
+        spec.limits.max_moves, spec.limits.max_parallel, spec.limits.max_parallel_per_host
+    )
+    cluster = Cluster(
+        spec.name, tuple(hosts), tuple(vms), tuple(rules), Policy(policy_ratio, _ha(spec)), limits
+    )
+    goal_spec = spec.goal
+    if goal_spec is None:
+        return Scenario(cluster, description=spec.description)
+    if isinstance(goal_spec, str):
+        return Scenario(cluster, Goal(goal_spec), description=spec.description)
+    return Scenario(cluster, Goal(goal_spec.type), tuple(goal_spec.hosts), spec.description)
+
+
+def _build_rule(position: int, r: Any, spec: ScenarioSpec) -> Rule:
+    members = tuple(r.vms) or tuple(
+        v.name for v in spec.vms if all(v.labels.get(k) == val for k, val in r.selector.items())
+    )
+    cls = RULE_TYPES[r.type]
+    if cls is Spread:
+        return Spread(
+            position, members, r.soft, r.weight,
+            label_key=r.label or "rack", max_per_domain=r.max_per_domain or 1,
+            selector=dict(r.selector),
+        )  # fmt: skip
+    if r.type in ("pin", "ban"):
+        return cls(position, members, r.soft, r.weight, hosts=tuple(r.hosts))  # type: ignore[call-arg]
+    return cls(position, members, r.soft, r.weight)
+
+
+# -- line numbers ---------------------------------------------------------------------------
+
+
+def _line_map(node: yaml.Node, path: YamlPath = ()) -> dict[YamlPath, int]:
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = (*path, key_node.value)
+            lines.update(_line_map(value_node, child))
+            lines[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines.update(_line_map(item, (*path, index)))
+    return lines
+
+
+def _line_of(lines: Mapping[YamlPath, int], path: YamlPath) -> int | None:
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return None
+
+
+def _field_name(path: Sequence[str | int]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _first_schema_error(
+    exc: pydantic.ValidationError, source: str, lines: Mapping[YamlPath, int]
+) -> ScenarioError:
+    errors = exc.errors()
+    # A misspelt key also shows up as a missing one; the misspelling is the useful report.
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    # Unions report one error per branch ("goal.GoalSpec.type"): keep only data keys.
+    path = tuple(p for p in error["loc"] if isinstance(p, int) or not p[:1].isupper())
+    path = tuple(
+        p for p in path if p not in ("literal['place','consolidate','balance','evacuate']", "str")
+    )
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        key = str(path[-1])
+        known = _known_keys(path[:-1])
+        guess = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known: {', '.join(known)})"
+        reason = f"unknown key '{key}'{hint}"
+    elif error["type"] == "missing":
+        reason = "missing (required)"
+    elif error["type"] == "literal_error":
+        reason = f"{reason}, got {error.get('input')!r}"
+    return ScenarioError(source, _line_of(lines, path), _field_name(path), reason)
+
+
+def _known_keys(path: YamlPath) -> list[str]:
+    model: Any = ScenarioSpec
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        inner = [
+            a for a in getattr(annotation, "__args__", (annotation,)) if hasattr(a, "model_fields")
+        ]
+        if not inner:
+            return []
+        model = inner[0]
+    return sorted(model.model_fields)

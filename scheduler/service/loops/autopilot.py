@@ -1,0 +1,117 @@
+"""The service's automation: periodic consolidation, and re-planning after a failure.
+
+``Autopilot.tick`` runs every ``tick_s``: when ``interval_s`` has passed and no plan runs, it
+asks ``scheduler.planning.autopilot.consider`` for a consolidation (moves of the last hour by
+automatic plans count against the budget; VMs moved within the cooldown stay put). The plan is
+proposed (levels ``recommend`` and ``approve``, superseding an older automatic proposal) or
+approved and applied at once (``automatic``).
+
+``replan`` is the executor's ``replan`` failure policy: the failed plan's goal is decided again
+from the current state, with every VM whose migration failed in the chain held in place, at
+most ``MAX_REPLANS`` times in a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from scheduler.engine import Outcome, decide_plan, plan_to_json
+from scheduler.model import Cluster, Goal
+from scheduler.planning.autopilot import AutomationPolicy, consider, held_in_place
+from scheduler.service.loops.ticker import Ticker
+from scheduler.service.records import OrderRecord, PlanRecord
+from scheduler.service.store import Store
+from scheduler.solver.pipeline import SearchOptions
+
+MAX_REPLANS = 3
+HOUR_S = 3600.0
+
+
+class Autopilot:
+    def __init__(
+        self,
+        store: Store,
+        snapshot: Callable[[], Cluster],
+        clock: Callable[[], float],
+        policy: AutomationPolicy,
+        start_plan: Callable[[int], None],
+        on_decided: Callable[[str, Outcome], None],
+        options: SearchOptions,
+    ) -> None:
+        self.store, self.snapshot, self.clock, self.policy = store, snapshot, clock, policy
+        self.start_plan, self.on_decided, self.options = start_plan, on_decided, options
+        self._last: float | None = None
+        self._ticker = Ticker("autopilot", self.tick)
+
+    def start(self, tick_s: float) -> None:
+        if self.policy.interval_s > 0:  # else no periodic consolidation: nothing to run
+            self._ticker.start(tick_s)
+
+    def stop(self) -> None:
+        self._ticker.stop()
+
+    def tick(self) -> int | None:
+        """The id of the plan created now, if any."""
+        now = self.clock()
+        if self._last is not None and now - self._last < self.policy.interval_s:
+            return None
+        plans = self.store.plans()
+        if any(p.status == "running" for p in plans):
+            return None  # one change at a time
+        self._last = now
+        moved_last_hour, cooling = self._recent_moves(plans, now)
+        outcome = consider(self.snapshot(), self.policy, moved_last_hour, cooling, self.options)
+        for plan in plans:
+            if plan.status == "proposed" and plan.document.get("by") == "autopilot":
+                self.store.set_plan_status(plan.id, "cancelled", now, "superseded")
+        if outcome is None:
+            return None
+        document = plan_to_json(outcome) | {"evacuate": [], "by": "autopilot", "not_placed": {}}
+        self.on_decided("consolidate", outcome)
+        plan_id = self.store.add_plan("consolidate", document, now)
+        if self.policy.level == "automatic":
+            self.store.set_plan_status(plan_id, "approved", now, "approved automatically")
+            self.store.set_plan_status(plan_id, "running", now, "applied automatically")
+            self.start_plan(plan_id)
+        return plan_id
+
+    def _recent_moves(self, plans: list[PlanRecord], now: float) -> tuple[int, set[str]]:
+        automatic = {p.id for p in plans if p.document.get("by") == "autopilot"}
+        moved = [o for o in self.store.orders() if _a_migration_done(o)]
+        last_hour = sum(1 for o in moved if o.plan_id in automatic and now - o.updated_at < HOUR_S)
+        cooling = {o.vm for o in moved if now - o.updated_at < self.policy.vm_cooldown_s}
+        return last_hour, cooling
+
+    def replan(self, plan_id: int, failed_vms: list[str]) -> int | None:
+        record = self.store.plan(plan_id)
+        if record is None or record.goal not in ("consolidate", "balance", "evacuate"):
+            return None
+        depth = int(record.document.get("replans", 0))
+        now = self.clock()
+        if depth >= MAX_REPLANS:
+            self.store.add_plan_event(plan_id, now, f"not re-planned: {MAX_REPLANS} in a row")
+            return None
+        held = sorted({*record.document.get("held", []), *failed_vms})
+        hosts = list(record.document.get("evacuate", []))
+        cluster = held_in_place(self.snapshot(), held)
+        outcome = decide_plan(cluster, Goal(record.goal), hosts, self.options)
+        if not outcome.plan.moves:
+            self.store.add_plan_event(plan_id, now, "nothing left to re-plan")
+            return None
+        self.on_decided(record.goal, outcome)
+        document: dict[str, Any] = plan_to_json(outcome) | {
+            "evacuate": hosts, "replans": depth + 1, "replan_of": plan_id, "held": held,
+            "not_placed": {}, "by": record.document.get("by", "operator"),
+        }  # fmt: skip
+        new_id = self.store.add_plan(record.goal, document, now)
+        self.store.set_plan_status(new_id, "approved", now, f"re-planned after plan {plan_id}")
+        self.store.set_plan_status(new_id, "running", now, f"holding {', '.join(held)} in place")
+        self.store.add_plan_event(plan_id, now, f"re-planned as plan {new_id}")
+        self.start_plan(new_id)
+        return new_id
+
+
+def _a_migration_done(order: OrderRecord) -> bool:
+    done = order.status == "succeeded" and order.kind == "migrate"
+    return done and not order.details.get("already_there")

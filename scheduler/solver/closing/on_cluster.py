@@ -1,0 +1,93 @@
+"""The host-closing search (``elimination``) applied to a cluster snapshot.
+
+Only VMs that no rule ties to other VMs take part: a VM under affinity, anti-affinity or
+spread, or under any soft rule, stays where it is, and its load stays on its host. Hard pins
+and bans become the allowed hosts of a VM. Every result is checked again with the
+placement state before it is returned, so a slip in the array search can never leave the
+engine with an overloaded host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from scheduler.model import Cluster, Host
+from scheduler.placement.state import PlacementState
+from scheduler.rules import Ban, Pin, Rule
+from scheduler.solver.bounds import active_hosts_lower_bound
+from scheduler.solver.closing.search import Budget, Packing, active_count, close_hosts
+
+STEPS_PER_SECOND = 2_000  # repeatable runs count steps, about as many as a second allows here
+
+
+def fewer_hosts(
+    cluster: Cluster,
+    placement: Mapping[str, str | None],
+    budget: Budget,
+    seed: int = 0,
+    known_bound: int = 0,
+) -> dict[str, str | None]:
+    """``placement`` with fewer active hosts if the search finds it in time, else itself.
+    The search stops at the volume bound, or at ``known_bound`` if that is higher."""
+    usable = [h for h in cluster.hosts if h.accepts_vms]
+    index = {h.name: i for i, h in enumerate(usable)}
+    tied = _tied_vms(cluster)
+    movable = [vm for vm, h in placement.items() if h in index and vm not in tied]
+    if len(movable) < 2:
+        return dict(placement)
+    resources = cluster.resources
+    capacity = np.array([[h.capacity.get(r, 0) for r in resources] for h in usable])
+    room = capacity.copy()
+    always_on = np.zeros(len(usable), dtype=bool)
+    for vm, host in placement.items():
+        if host in index and vm in tied:
+            demand = cluster.vm_by_name[vm].demand
+            room[index[host]] -= np.array([demand.get(r, 0) for r in resources])
+            always_on[index[host]] = True
+    sizes = np.array(
+        [[cluster.vm_by_name[vm].demand.get(r, 0) for r in resources] for vm in movable]
+    )
+    assignment = np.array([index[str(placement[vm])] for vm in movable])
+    load = np.zeros_like(room)
+    np.add.at(load, assignment, sizes)
+    if (load > room).any():
+        return dict(placement)  # an overloaded start: relieving it is not this search's job
+    packing = Packing(room, sizes, _allowed(cluster, movable, usable, sizes, capacity), always_on)
+    floor = max(active_hosts_lower_bound(cluster, movable), int(always_on.sum()), known_bound)
+    found = close_hosts(packing, assignment, floor, budget, seed)
+    if active_count(packing, found) >= active_count(packing, assignment):
+        return dict(placement)
+    result = dict(placement)
+    result.update({vm: usable[h].name for vm, h in zip(movable, found, strict=True)})
+    after = PlacementState(cluster, result).load
+    if any(after[h.name].get(r, 0) > h.capacity.get(r, 0) for h in usable for r in resources):
+        return dict(placement)
+    return result
+
+
+def _tied_vms(cluster: Cluster) -> set[str]:
+    tied: set[str] = set()
+    for rule in cluster.rules:
+        if isinstance(rule, Rule) and (rule.soft or not isinstance(rule, Pin | Ban)):
+            tied.update(rule.vms)
+    return tied
+
+
+def _allowed(
+    cluster: Cluster,
+    movable: list[str],
+    usable: list[Host],
+    sizes: np.ndarray,
+    capacity: np.ndarray,
+) -> np.ndarray:
+    allowed = np.asarray((sizes[:, None, :] <= capacity[None, :, :]).all(axis=2))
+    row = {vm: i for i, vm in enumerate(movable)}
+    for rule in cluster.rules:
+        if isinstance(rule, Pin | Ban) and not rule.soft:
+            for vm in rule.vms:
+                if vm in row:
+                    spec = cluster.vm_by_name[vm]
+                    allowed[row[vm]] &= [rule.host_allowed(spec, h) for h in usable]
+    return allowed
