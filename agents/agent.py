@@ -24,8 +24,9 @@ import httpx
 import libvirt
 
 from agents.discard import discard
-from agents.libvirt_probe import HostReport, probe
+from agents.libvirt_probe import probe
 from agents.migrate import MigrationOrder, Progress, migrate
+from agents.report import HostReport
 from agents.restart import restart
 
 log = logging.getLogger("vmpack.agent")

@@ -14,10 +14,10 @@ its disks' capacities (``blockInfo``). Drivers without pools or disk information
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import libvirt
+
+from agents.report import DomainReport, HostReport
 
 # Silence libvirt's default handler that prints every error on stderr; we raise instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -34,49 +34,6 @@ STATES = {
 }
 MIB = 2**20
 METADATA_NS = "https://vmpack.dev/xmlns/1"
-
-
-@dataclass(frozen=True)
-class DomainReport:
-    name: str
-    uuid: str
-    vcpus: int
-    memory_mib: int
-    disk_mib: int
-    state: str
-    persistent: bool
-    cpu_time_ns: int
-    priority: int = 0  # <vmpack:priority> in the domain's metadata: restart order on failover
-    definition: str = ""  # the persistent domain XML, to restart it elsewhere; "" if unchanged
-
-    @property
-    def holds_resources(self) -> bool:
-        """Running or paused domains hold memory on the host; shut-off ones do not."""
-        return self.state in ("running", "paused", "nostate", "pmsuspended")
-
-
-@dataclass(frozen=True)
-class HostReport:
-    host: str
-    cpus: int
-    memory_mib: int
-    disk_mib: int
-    domains: tuple[DomainReport, ...] = ()
-    memory_free_mib: int | None = None
-    libvirt_version: int = 0
-    labels: dict[str, str] = field(default_factory=dict)
-    libvirt_uri: str = ""  # how other hosts' libvirtd reach this one, for migrations
-    migration_address: str = ""  # where incoming migration streams connect, if not advertised
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["domains"] = [asdict(d) for d in self.domains]
-        return data
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> HostReport:
-        domains = tuple(DomainReport(**d) for d in data.get("domains", ()))
-        return HostReport(**{**data, "domains": domains})
 
 
 def probe(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agents.libvirt_probe import HostReport
+from agents.report import HostReport
 
 
 def cpu_usage(before: HostReport, after: HostReport, seconds: float) -> Mapping[str, float]:

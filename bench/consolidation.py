@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from bench.baselines import keep_in_place_baseline
 from bench.clusters import spread_cluster
 from scheduler.engine import decide_plan
 from scheduler.model import Goal
@@ -22,8 +23,7 @@ from scheduler.planning.check import check_plan
 from scheduler.scenario.load import scenario_from_data
 from scheduler.solver.bounds import moves_lower_bound
 from scheduler.solver.cpsat.solve import SolverSettings
-from scheduler.solver.pipeline import SearchOptions
-from scheduler.solver.starts.greedy import keep_in_place_baseline
+from scheduler.solver.options import SearchOptions
 from scheduler.solver.starts.keep_set import keep_set_start
 
 

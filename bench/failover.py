@@ -26,12 +26,12 @@ from scheduler.ha.failover import after_failure, decide_failover, hosts_in_domai
 from scheduler.ha.power import power_advice
 from scheduler.ha.watch import reserve_by_wave
 from scheduler.model import Cluster, Goal, HaPolicy, Policy
+from scheduler.placement.packer import Packer, place_pending
 from scheduler.planning.check import check_plan
 from scheduler.planning.waves import order_moves
 from scheduler.scenario.load import scenario_from_data
 from scheduler.solver.cpsat.solve import SolverSettings
-from scheduler.solver.pipeline import SearchOptions
-from scheduler.solver.starts.greedy import Packer, place_pending
+from scheduler.solver.options import SearchOptions
 
 Placement = dict[str, str | None]
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import httpx
 
-from agents.libvirt_probe import DomainReport, HostReport
+from agents.report import DomainReport, HostReport
 from scheduler.model import VM
+from scheduler.placement.packer import Packer, place_pending
 from scheduler.service.inventory import snapshot
-from scheduler.solver.starts.greedy import Packer, place_pending
 
 AGENT_TOKEN, OPERATOR_TOKEN = "bench-agent-token-0123456789", "bench-operator-token-0123456789"
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from scheduler.model import VM, Cluster, Goal, Host, Policy, active_hosts
 from scheduler.solver.cpsat.solve import SolverSettings
-from scheduler.solver.pipeline import SearchOptions, decide
+from scheduler.solver.options import SearchOptions
+from scheduler.solver.pipeline import decide
 from scheduler.solver.starts.greedy import first_fit_decreasing
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "vbp"

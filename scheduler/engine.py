@@ -20,7 +20,9 @@ from scheduler.planning.waves import Move, Plan, build_plan, starting_placement
 from scheduler.solver.bounds import moves_lower_bound
 from scheduler.solver.cpsat.encoding import Encoding
 from scheduler.solver.cpsat.solve import SolveStatus, solve
-from scheduler.solver.pipeline import Decision, SearchOptions, decide, greedy_start, whole_scope
+from scheduler.solver.options import SearchOptions
+from scheduler.solver.pipeline import Decision, decide, greedy_start
+from scheduler.solver.scope import whole_scope
 
 
 @dataclass(frozen=True)

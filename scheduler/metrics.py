@@ -17,11 +17,11 @@ from prometheus_client.registry import Collector
 
 from scheduler.ha.reserve import HaReport
 from scheduler.model import Cluster, HostState, active_hosts, host_loads, vms_by_host
+from scheduler.planning.status import PlanStatus
 
 REPORT_OUTCOMES = ("accepted", "rejected")
 GOALS = ("place", "consolidate", "balance", "evacuate", "failover")
 MIGRATION_OUTCOMES = ("succeeded", "failed")
-PLAN_STATUSES = ("proposed", "approved", "running", "done", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class _ClusterCollector(Collector):
             age.add_metric([name], seconds)
         yield age
         plans = GaugeMetricFamily("vmpack_plans", "Plans by status", labels=["status"])
-        for status in PLAN_STATUSES:
+        for status in PlanStatus:
             plans.add_metric([status], view.plans_by_status.get(status, 0))
         yield plans
         yield GaugeMetricFamily(

@@ -12,7 +12,11 @@ import enum
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # Only for the annotation: the rules import the model at run time, never the reverse.
+    from scheduler.rules.base import Rule
 
 VCPUS = "vcpus"
 MEMORY = "memory_mib"
@@ -20,10 +24,6 @@ DISK = "disk_mib"
 CORE_RESOURCES = (VCPUS, MEMORY, DISK)
 
 Amounts = Mapping[str, int]
-
-
-def frozen_map(items: Mapping[str, object] | None = None) -> MappingProxyType[str, object]:
-    return MappingProxyType(dict(items or {}))
 
 
 class HostState(enum.StrEnum):
@@ -88,11 +88,19 @@ class HaPolicy:
         return self.host_failures_to_tolerate > 0 or self.failure_domain is not None
 
 
+# Allocation ratios where the policy names none: CPU is shared, memory and disk are not.
+DEFAULT_OVERCOMMIT: Mapping[str, float] = {VCPUS: 4.0, MEMORY: 1.0, DISK: 1.0}
+
+
+def allocatable(physical: Amounts, ratios: Mapping[str, float]) -> dict[str, int]:
+    """What may be allocated on a host: each physical amount times its ratio (1.0 where none
+    is given), rounded down; the small slack keeps 0.1 * 10 from rounding to 0."""
+    return {r: int(amount * ratios.get(r, 1.0) + 1e-9) for r, amount in physical.items()}
+
+
 @dataclass(frozen=True)
 class Policy:
-    overcommit: Mapping[str, float] = field(
-        default_factory=lambda: {VCPUS: 4.0, MEMORY: 1.0, DISK: 1.0}
-    )
+    overcommit: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_OVERCOMMIT))
     ha: HaPolicy = field(default_factory=HaPolicy)
 
 
@@ -103,7 +111,7 @@ class Cluster:
     name: str
     hosts: tuple[Host, ...]
     vms: tuple[VM, ...]
-    rules: tuple[object, ...] = ()  # scheduler.rules.Rule values; typed loosely to avoid a cycle
+    rules: tuple[Rule, ...] = ()
     policy: Policy = field(default_factory=Policy)
     limits: Limits = field(default_factory=Limits)
 
@@ -123,6 +131,14 @@ class Cluster:
         }
         extra = sorted(names - set(CORE_RESOURCES))
         return CORE_RESOURCES + tuple(extra)
+
+    @cached_property
+    def hard_rules(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if not r.soft)
+
+    @cached_property
+    def soft_rules(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.soft)
 
     @cached_property
     def current_placement(self) -> Mapping[str, str | None]:

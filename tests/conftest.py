@@ -12,7 +12,7 @@ import yaml
 from scheduler.model import Cluster
 from scheduler.scenario.load import parse_scenario
 from scheduler.solver.cpsat.solve import SolverSettings
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))

@@ -14,7 +14,8 @@ from scheduler.model import Goal, active_hosts
 from scheduler.solver.cpsat.solve import SolveStatus
 from scheduler.solver.dive.lp_dive import _first_fit, dive
 from scheduler.solver.dive.pricing import PRICE, valuable_sets
-from scheduler.solver.pipeline import SearchOptions, decide
+from scheduler.solver.options import SearchOptions
+from scheduler.solver.pipeline import decide
 from tests.conftest import cluster_of, hosts, vm
 
 FAR = 1e9  # a deadline never reached

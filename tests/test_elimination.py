@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from scheduler.placement.state import PlacementState
 from scheduler.solver.closing import steps as tabu_steps
 from scheduler.solver.closing.on_cluster import fewer_hosts
+from scheduler.solver.closing.packing import Budget, Packing, active_count
 from scheduler.solver.closing.repack import repack
-from scheduler.solver.closing.search import Budget, Packing, active_count, close_hosts
+from scheduler.solver.closing.search import close_hosts
 from tests.conftest import cluster_of
 
 STEPS = Budget(deadline=time.monotonic() + 3600, steps=3000)

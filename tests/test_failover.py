@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from scheduler.ha.failover import decide_failover, hosts_in_domain
 from scheduler.planning.check import check_plan
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 from tests.conftest import cluster_of, hosts, vm
 from tests.test_properties import FAST, clusters
 

@@ -9,7 +9,8 @@ from scheduler.model import Goal, active_hosts
 from scheduler.placement.explain import why_not_placed
 from scheduler.planning.check import check_placement, check_plan
 from scheduler.solver.cpsat.solve import SolverSettings
-from scheduler.solver.pipeline import SearchOptions, greedy_start
+from scheduler.solver.options import SearchOptions
+from scheduler.solver.pipeline import greedy_start
 from tests.conftest import cluster_of, hosts, vm
 
 

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from scheduler.ha.reserve import check_ha
 from scheduler.ha.watch import ReserveWatch, reserve_by_wave
 from scheduler.model import Cluster
+from scheduler.placement.packer import Packer
 from scheduler.placement.state import PlacementState
 from scheduler.planning.check import check_placement
-from scheduler.solver.starts.greedy import Packer
 from tests.conftest import cluster_of, hosts, vm
 
 

@@ -12,7 +12,7 @@ from scheduler.engine import decide_plan
 from scheduler.model import Goal
 from scheduler.planning.check import check_plan
 from scheduler.solver.cpsat.solve import SolverSettings
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 from tests.conftest import cluster_of
 
 FAST = SearchOptions(SolverSettings(time_limit_s=2.0, workers=1, seed=0))

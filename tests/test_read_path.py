@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from agents.libvirt_probe import HostReport, probe
+from agents.libvirt_probe import probe
+from agents.report import HostReport
 from agents.usage import cpu_usage
 from scheduler.engine import decide_plan
 from scheduler.model import MEMORY, VCPUS, Goal, HostState
 from scheduler.planning.check import check_plan
 from scheduler.service.inventory import snapshot
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 from tests.libvirt_hosts import Guest, connect, write_host
 
 

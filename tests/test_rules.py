@@ -6,7 +6,8 @@ from __future__ import annotations
 from scheduler.model import Goal
 from scheduler.placement.state import PlacementState
 from scheduler.rules import Affinity, AntiAffinity, Ban, Pin, Spread
-from scheduler.solver.pipeline import SearchOptions, decide
+from scheduler.solver.options import SearchOptions
+from scheduler.solver.pipeline import decide
 from tests.conftest import cluster_of, hosts, vm
 
 RACKS = [{**h, "labels": {"rack": f"r{(i // 2) + 1}"}} for i, h in enumerate(hosts(4))]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.libvirt_probe import DomainReport, HostReport
+from agents.report import DomainReport, HostReport
 from scheduler.model import HostState
 from scheduler.service.store import SqliteStore
 

@@ -37,7 +37,8 @@ from scheduler.replay.hosts import HostSpecError
 from scheduler.replay.traces import TraceError
 from scheduler.scenario.load import Scenario, ScenarioError, load_scenario, parse_scenario
 from scheduler.solver.cpsat.solve import SolverSettings
-from scheduler.solver.pipeline import SearchOptions, for_goal
+from scheduler.solver.options import SearchOptions
+from scheduler.solver.pipeline import for_goal
 from scheduler.whatif.changes import WhatIfError
 
 DEFAULT_SCENARIO = "default.yaml"

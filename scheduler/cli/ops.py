@@ -17,8 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.agent import trust
-
-TERMINAL = ("done", "failed", "cancelled")
+from scheduler.planning.status import FINISHED
 
 
 class OpsError(Exception):
@@ -233,7 +232,7 @@ def _watch(client: httpx.Client, plan_id: int) -> int:
                 print(
                     f"{order['vm']} {order['from']} -> {order['to']}: {order['status']}", flush=True
                 )
-        if plan["status"] in TERMINAL:
+        if plan["status"] in FINISHED:
             print(f"plan {plan_id}: {plan['status']} ({plan['events'][-1]['event']})")
             return 0 if plan["status"] == "done" else 1
         time.sleep(1.0)

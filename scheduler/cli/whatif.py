@@ -13,7 +13,7 @@ from rich.table import Table
 from scheduler.output import pictures
 from scheduler.output.capacity import answer_figures, answer_html
 from scheduler.scenario.load import Scenario
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 from scheduler.units import format_mib
 from scheduler.whatif.capacity import Answer, answer, answer_to_json
 from scheduler.whatif.changes import Changes, apply_changes, parse_changes

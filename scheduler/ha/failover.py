@@ -19,7 +19,8 @@ from scheduler.model import VM, Cluster, Goal, HostState
 from scheduler.placement.explain import why_not_placed
 from scheduler.solver.bounds import active_hosts_lower_bound
 from scheduler.solver.cpsat.solve import SolveStatus
-from scheduler.solver.pipeline import Decision, SearchOptions, decide
+from scheduler.solver.options import SearchOptions
+from scheduler.solver.pipeline import Decision, decide
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from scheduler.model import Cluster, HaPolicy, HostState, vms_by_host
-from scheduler.rules import Hold
-from scheduler.solver.starts.greedy import Packer, place_pending, size_key
+from scheduler.placement.packer import Packer, place_pending, size_key
 
 MAX_COMBINATIONS = 2000
 
@@ -85,9 +84,9 @@ def check_ha(cluster: Cluster, policy: HaPolicy | None = None) -> HaReport:
 def as_failures_see_it(cluster: Cluster) -> Cluster:
     """Without holds: they keep VMs in place for plans, but a failed host's VMs restart
     wherever they can."""
-    if not any(isinstance(rule, Hold) for rule in cluster.rules):
+    if all(rule.binds_restarts for rule in cluster.rules):
         return cluster
-    return replace(cluster, rules=tuple(r for r in cluster.rules if not isinstance(r, Hold)))
+    return replace(cluster, rules=tuple(r for r in cluster.rules if r.binds_restarts))
 
 
 def failure_groups(

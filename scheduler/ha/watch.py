@@ -28,10 +28,8 @@ import numpy as np
 
 from scheduler.ha.reserve import as_failures_see_it, failure_groups, lifted, restart_elsewhere
 from scheduler.model import Cluster
-from scheduler.rules import Affinity, AntiAffinity, Ban, Pin, Rule
-from scheduler.solver.starts.greedy import Packer, place_pending
-
-HOST_LOCAL_RULES = (AntiAffinity, Pin, Ban)
+from scheduler.placement.packer import Packer, place_pending
+from scheduler.rules import Rule
 
 Moves = Sequence[tuple[str, str]]  # (VM, the host it goes to)
 Certificate = dict[str, str]  # VM -> the host it restarts on
@@ -107,7 +105,7 @@ class ReserveWatch:
         units: list[list[tuple[str, str]]] = []
         rules_of = self.packer.state.rules_of
         for vm, target in wave:
-            group = {id(r) for r in rules_of.get(vm, ()) if isinstance(r, Affinity)}
+            group = {id(r) for r in rules_of.get(vm, ()) if r.wave_group}
             previous = units[-1][-1][0] if units else None
             if previous and group & {id(r) for r in rules_of.get(previous, ())}:
                 units[-1].append((vm, target))
@@ -134,12 +132,7 @@ class ReserveWatch:
 
     def _group_rules(self, vms: Iterable[str]) -> list[Rule]:
         rules_of = self.packer.state.rules_of
-        return [
-            rule
-            for vm in vms
-            for rule in rules_of.get(vm, ())
-            if not isinstance(rule, HOST_LOCAL_RULES)
-        ]
+        return [rule for vm in vms for rule in rules_of.get(vm, ()) if not rule.host_local]
 
     def _set(self, name: str, certificate: Certificate | None, stranded: tuple[str, ...]) -> None:
         old = self.certificates.get(name)

@@ -1,6 +1,10 @@
 """Indicators of a placement, computed without the solver: hosts, moves, memory moved,
 utilisation per resource, soft-rule penalty, and the per-goal score used to compare two
-placements (lower is better, compared as a tuple: the same tiers as the CP-SAT objective)."""
+placements (lower is better, compared as a tuple).
+
+``GOAL_TIERS`` is the one table of what each goal minimises, most important first: ``score``
+reads it here and the CP-SAT objective (``solver.cpsat.objective``) builds its tiers from it,
+so the solver and the searches around it rank placements alike."""
 
 from __future__ import annotations
 
@@ -9,7 +13,18 @@ from dataclasses import dataclass
 
 from scheduler.model import Cluster, Goal, HostState, active_hosts, host_loads, iter_moves
 from scheduler.placement.state import PlacementState
-from scheduler.rules import Rule
+
+GOAL_TIERS: Mapping[Goal, tuple[str, ...]] = {
+    Goal.CONSOLIDATE: ("unplaced", "hosts", "soft", "moves", "memory_gib"),
+    Goal.PLACE: ("unplaced", "new_hosts", "soft"),
+    Goal.EVACUATE: ("unplaced", "soft", "moves", "new_hosts", "memory_gib"),
+    Goal.BALANCE: ("unplaced", "soft", "spread_pct", "moves"),
+}
+
+
+def memory_gib(cluster: Cluster, vm: str) -> int:
+    """A VM's memory in whole GiB, rounded up: the unit of the memory-moved tier."""
+    return -(-cluster.vm_by_name[vm].memory_mib // 1024)
 
 
 @dataclass(frozen=True)
@@ -18,6 +33,8 @@ class Indicators:
     moves: int
     placements: int  # pending or restarted VMs given a host (not migrations)
     memory_moved_mib: int
+    memory_moved_gib: int  # each VM rounded up to whole GiB, as the memory tier counts it
+    new_hosts: int  # active hosts that run no VM now
     unplaced: int
     stranded: int  # VMs left on a host they had to leave
     soft_penalty: int
@@ -30,18 +47,23 @@ def is_migration(cluster: Cluster, source: str | None) -> bool:
 
 
 def indicators(cluster: Cluster, placement: Mapping[str, str | None]) -> Indicators:
-    moves = placements = memory = 0
+    moves = placements = memory = gib = 0
     for vm, source, _target in iter_moves(cluster.current_placement, placement):
         if is_migration(cluster, source):
             moves += 1
             memory += cluster.vm_by_name[vm].memory_mib
+            gib += memory_gib(cluster, vm)
         else:
             placements += 1
     hosts = cluster.host_by_name
     stranded = sum(1 for h in placement.values() if h is not None and not hosts[h].accepts_vms)
     unplaced = sum(1 for h in placement.values() if h is None)
+    active = active_hosts(placement)
+    running = set(cluster.current_placement.values())
     return Indicators(
-        active_hosts=len(active_hosts(placement)),
+        active_hosts=len(active),
+        new_hosts=len(active - running),
+        memory_moved_gib=gib,
         moves=moves,
         placements=placements,
         memory_moved_mib=memory,
@@ -63,7 +85,7 @@ def overloaded_hosts(cluster: Cluster, placement: Mapping[str, str | None]) -> i
 
 
 def soft_penalty(cluster: Cluster, placement: Mapping[str, str | None]) -> int:
-    soft = [r for r in cluster.rules if isinstance(r, Rule) and r.soft]
+    soft = cluster.soft_rules
     if not soft:
         return 0
     view = PlacementState(cluster, placement)
@@ -72,12 +94,7 @@ def soft_penalty(cluster: Cluster, placement: Mapping[str, str | None]) -> int:
 
 def broken_soft_rules(cluster: Cluster, placement: Mapping[str, str | None]) -> list[str]:
     view = PlacementState(cluster, placement)
-    return [
-        text
-        for rule in cluster.rules
-        if isinstance(rule, Rule) and rule.soft
-        for text in rule.violations(cluster, view)
-    ]
+    return [text for rule in cluster.soft_rules for text in rule.violations(cluster, view)]
 
 
 def utilisation(
@@ -99,13 +116,16 @@ def utilisation(
 
 
 def score(cluster: Cluster, goal: Goal, placement: Mapping[str, str | None]) -> tuple[float, ...]:
+    """The goal's tiers (``GOAL_TIERS``) for this placement; lower is better."""
     ind = indicators(cluster, placement)
-    missing = ind.unplaced + ind.stranded + ind.overloaded
-    if goal is Goal.CONSOLIDATE:
-        return (missing, ind.active_hosts, ind.soft_penalty, ind.moves, ind.memory_moved_mib)
-    if goal is Goal.PLACE:
-        return (missing, ind.active_hosts, ind.soft_penalty)
-    if goal is Goal.EVACUATE:
-        return (missing, ind.soft_penalty, ind.moves, ind.active_hosts, ind.memory_moved_mib)
     spread = sum(round(100 * (high - low)) for low, _, high in ind.utilisation.values())
-    return (missing, ind.soft_penalty, spread, ind.moves)
+    tiers = {
+        "unplaced": ind.unplaced + ind.stranded + ind.overloaded,
+        "hosts": ind.active_hosts,
+        "new_hosts": ind.new_hosts,
+        "soft": ind.soft_penalty,
+        "moves": ind.moves,
+        "memory_gib": ind.memory_moved_gib,
+        "spread_pct": spread,
+    }
+    return tuple(tiers[name] for name in GOAL_TIERS[goal])

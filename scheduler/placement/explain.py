@@ -42,7 +42,7 @@ def _reason(cluster: Cluster, state: PlacementState, vm: str, host_name: str) ->
     if not fits({}, spec.demand, host.capacity):
         short = [r for r, a in spec.demand.items() if a > host.capacity.get(r, 0)]
         return f"are too small in {', '.join(short)}"
-    rules = [r for r in cluster.rules if isinstance(r, Rule) and not r.soft and r.concerns(vm)]
+    rules = [r for r in cluster.hard_rules if r.concerns(vm)]
     for rule in rules:
         if not rule.host_allowed(spec, host) or not rule.admits(cluster, vm, host_name, state):
             return f"excluded by {rule.label}"
@@ -66,7 +66,7 @@ def _names(hosts: list[str]) -> str:
 def conflicting_rules(cluster: Cluster, feasible: Callable[[Cluster], bool]) -> list[Rule]:
     """A minimal set of hard rules that cannot hold together, by deletion: drop each rule in
     turn and keep it dropped if the rest is still infeasible. ``feasible(cluster)`` decides."""
-    hard = [r for r in cluster.rules if isinstance(r, Rule) and not r.soft]
+    hard = list(cluster.hard_rules)
     others = [r for r in cluster.rules if r not in hard]
     core = list(hard)
     for rule in hard:
@@ -77,7 +77,7 @@ def conflicting_rules(cluster: Cluster, feasible: Callable[[Cluster], bool]) -> 
     return core
 
 
-def _with_rules(cluster: Cluster, rules: list[object]) -> Cluster:
+def _with_rules(cluster: Cluster, rules: list[Rule]) -> Cluster:
     return Cluster(
         cluster.name, cluster.hosts, cluster.vms, tuple(rules), cluster.policy, cluster.limits
     )

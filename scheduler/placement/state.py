@@ -18,10 +18,9 @@ class PlacementState:
         self.residents: dict[str, set[str]] = {h.name: set() for h in cluster.hosts}
         self.load: dict[str, dict[str, int]] = {h.name: {} for h in cluster.hosts}
         self.rules_of: dict[str, list[Rule]] = {}
-        for rule in cluster.rules:
-            if isinstance(rule, Rule) and not rule.soft:
-                for vm in rule.vms:
-                    self.rules_of.setdefault(vm, []).append(rule)
+        for rule in cluster.hard_rules:
+            for vm in rule.vms:
+                self.rules_of.setdefault(vm, []).append(rule)
         for vm, host in placement.items():
             if host is not None:
                 self.add(vm, host)
@@ -66,22 +65,29 @@ class PlacementState:
             used = {r: used.get(r, 0) + extra.get(r, 0) for r in set(used) | set(extra)}
         return fits(used, demand, self.cluster.host_by_name[host].capacity)
 
-    def rules_admit(self, vm: str, host: str, skip: type | None = None) -> bool:
-        """Hard rules allow ``vm`` on ``host`` too; ``skip`` leaves one kind of rule out."""
+    def rules_admit(self, vm: str, host: str, moving_with_group: bool = False) -> bool:
+        """Hard rules allow ``vm`` on ``host`` too. A VM ``moving_with_group`` moves in one
+        wave with the VMs a rule ties it to, so that rule is judged on the whole group, not
+        on this VM alone."""
         return all(
             rule.admits(self.cluster, vm, host, self)
             for rule in self.rules_of.get(vm, ())
-            if skip is None or not isinstance(rule, skip)
+            if not (moving_with_group and rule.wave_group)
         )
 
-    def can_take(self, vm: str, host: str) -> bool:
-        """Room, host state, filters and hard rules, with ``vm`` added to where it is now."""
+    def rules_allow(self, vm: str, host: str) -> bool:
+        """Static filters and hard rules, with ``vm`` added to where it is now."""
         target = self.cluster.host_by_name[host]
+        rules = self.rules_of.get(vm, ())
+        return statically_allowed(self.cluster, vm, target, rules) and self.rules_admit(vm, host)
+
+    def can_take(self, vm: str, host: str) -> bool:
+        """Host state, room, filters and hard rules, with ``vm`` added to where it is now:
+        the one check of a single host that every heuristic uses."""
         return (
-            target.accepts_vms
-            and statically_allowed(self.cluster, vm, target, self.rules_of.get(vm, ()))
+            self.cluster.host_by_name[host].accepts_vms
             and self.has_room(vm, host)
-            and self.rules_admit(vm, host)
+            and self.rules_allow(vm, host)
         )
 
 

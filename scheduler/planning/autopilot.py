@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from scheduler.engine import Outcome, decide_plan
 from scheduler.model import Cluster, Goal
 from scheduler.rules import Hold
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 
 LEVELS = ("recommend", "approve", "automatic")
 

@@ -11,7 +11,7 @@ the end: the placement reached is the plan's placement, capacity and hard rules 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from scheduler.model import Cluster, HostState
 from scheduler.planning.waves import Move, Plan
@@ -42,7 +42,7 @@ def check_plan(cluster: Cluster, plan: Plan) -> list[str]:
         v.name: (v.host if v.host and hosts[v.host].state is not HostState.DOWN else None)
         for v in cluster.vms
     }
-    hard = [r for r in cluster.rules if isinstance(r, Rule) and not r.soft]
+    hard = cluster.hard_rules
     residents: dict[str, set[str]] = {h.name: set() for h in cluster.hosts}
     for vm, host in location.items():
         if host is not None:
@@ -66,7 +66,7 @@ def _check_wave(
     location: Mapping[str, str | None],
     residents: Mapping[str, set[str]],
     wave: Iterable[Move],
-    hard: list[Rule],
+    hard: Sequence[Rule],
 ) -> list[str]:
     problems = []
     arriving: dict[str, str] = {}
@@ -132,7 +132,7 @@ def _capacity(
 
 
 def _check_final(
-    cluster: Cluster, location: Mapping[str, str | None], plan: Plan, hard: list[Rule]
+    cluster: Cluster, location: Mapping[str, str | None], plan: Plan, hard: Sequence[Rule]
 ) -> list[str]:
     problems = []
     for vm, host in plan.placement.items():
@@ -156,7 +156,7 @@ def stranded(cluster: Cluster, placement: Mapping[str, str | None]) -> list[str]
 
 def check_placement(cluster: Cluster, placement: Mapping[str, str | None]) -> list[str]:
     """Capacity and hard rules of a placement at rest, and every placed VM on an up host."""
-    hard = [r for r in cluster.rules if isinstance(r, Rule) and not r.soft]
+    hard = cluster.hard_rules
     presence = _Presence(placement, {})
     problems = [
         f"{vm} is on {host}, which is {cluster.host_by_name[host].state.value}"

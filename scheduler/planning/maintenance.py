@@ -14,11 +14,10 @@ from typing import Any
 from scheduler.engine import Outcome, outcome_of
 from scheduler.model import Cluster, Goal
 from scheduler.placement.state import PlacementState
+from scheduler.planning.status import FINISHED
 from scheduler.solver.bounds import active_hosts_lower_bound
 from scheduler.solver.cpsat.solve import SolveStatus
 from scheduler.solver.pipeline import Decision
-
-FINISHED = ("done", "failed", "cancelled")  # plans whose moves ran, wholly or in part
 
 
 def evacuated_from(host: str, plans: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:

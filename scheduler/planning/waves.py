@@ -29,7 +29,6 @@ from scheduler.ha.watch import ReserveWatch
 from scheduler.model import Cluster, Goal, HostState, iter_moves
 from scheduler.placement.evaluate import is_migration
 from scheduler.placement.state import PlacementState
-from scheduler.rules import Affinity
 
 
 @dataclass(frozen=True)
@@ -117,12 +116,11 @@ def _units(cluster: Cluster, target: Mapping[str, str | None]) -> list[list[Move
     }
     units: list[list[Move]] = []
     grouped: set[str] = set()
-    for rule in cluster.rules:
-        if isinstance(rule, Affinity) and not rule.soft:
-            group = [moves[vm] for vm in rule.vms if vm in moves and vm not in grouped]
-            if group:
-                units.append(group)
-                grouped.update(m.vm for m in group)
+    for rule in cluster.hard_rules:
+        group = [moves[vm] for vm in rule.wave_group if vm in moves and vm not in grouped]
+        if group:
+            units.append(group)
+            grouped.update(m.vm for m in group)
     units += [[m] for vm, m in moves.items() if vm not in grouped]
     return units
 
@@ -193,7 +191,7 @@ def _try_start(
         if not (
             state.cluster.host_by_name[move.target].accepts_vms
             and state.has_room(move.vm, move.target)
-            and state.rules_admit(move.vm, move.target, skip=Affinity)
+            and state.rules_admit(move.vm, move.target, moving_with_group=True)
         ):
             for done in added:  # undo the partial unit
                 state.remove(done.vm, done.target)

@@ -26,7 +26,7 @@ from scheduler.model import MEMORY, VM, Cluster, Goal, Host, Limits, Policy
 from scheduler.planning.check import check_plan
 from scheduler.replay.simulate import Fleet, power
 from scheduler.solver.cpsat.solve import SolverSettings
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 
 CPU = "cpu_mhz"
 POLICY_NAMES = ("never", "threshold", "vmpack", "vmpack-triggered")

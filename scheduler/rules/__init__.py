@@ -4,7 +4,7 @@ loader reads: the YAML ``type`` of a rule and the class that implements it."""
 from scheduler.rules.affinity import Affinity
 from scheduler.rules.anti_affinity import AntiAffinity
 from scheduler.rules.ban import Ban
-from scheduler.rules.base import Penalty, PlacementView, Rule
+from scheduler.rules.base import Expr, Penalty, PlacementView, Rule, RuleEncoding, RuleFields
 from scheduler.rules.pin import Hold, Pin
 from scheduler.rules.spread import Spread
 
@@ -21,10 +21,13 @@ __all__ = [
     "Affinity",
     "AntiAffinity",
     "Ban",
+    "Expr",
     "Hold",
     "Penalty",
     "Pin",
     "PlacementView",
     "Rule",
+    "RuleEncoding",
+    "RuleFields",
     "Spread",
 ]

@@ -4,18 +4,15 @@ every moment some host holds all of its members (the moving ones are present on 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from scheduler.model import Cluster
-from scheduler.rules.base import Penalty, PlacementView, Rule
-
-if TYPE_CHECKING:
-    from scheduler.solver.cpsat.encoding import Encoding
+from scheduler.rules.base import Penalty, PlacementView, Rule, RuleEncoding
 
 
 @dataclass(frozen=True)
 class Affinity(Rule):
     kind = "affinity"
+    moves_together = True
 
     def admits(self, cluster: Cluster, vm: str, host: str, view: PlacementView) -> bool:
         if self.soft or vm not in self.vms:
@@ -34,7 +31,7 @@ class Affinity(Rule):
             return [f"{self.label}: members apart ({where})"]
         return []
 
-    def encode(self, enc: Encoding) -> list[Penalty]:
+    def encode(self, enc: RuleEncoding) -> list[Penalty]:
         penalties = []
         first, *others = self.vms
         for other in others:

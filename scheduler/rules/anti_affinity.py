@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from scheduler.model import Cluster
-from scheduler.rules.base import Penalty, PlacementView, Rule
-
-if TYPE_CHECKING:
-    from scheduler.solver.cpsat.encoding import Encoding
+from scheduler.rules.base import Penalty, PlacementView, Rule, RuleEncoding
 
 
 @dataclass(frozen=True)
 class AntiAffinity(Rule):
     kind = "anti-affinity"
+    host_local = True
+
+    def min_hosts(self, vms: Collection[str]) -> int:
+        return 0 if self.soft else len(set(vms).intersection(self.vms))
 
     def admits(self, cluster: Cluster, vm: str, host: str, view: PlacementView) -> bool:
         if self.soft or vm not in self.vms:
@@ -32,7 +33,7 @@ class AntiAffinity(Rule):
                     seen[host] = vm
         return found
 
-    def encode(self, enc: Encoding) -> list[Penalty]:
+    def encode(self, enc: RuleEncoding) -> list[Penalty]:
         penalties = []
         for host in enc.hosts_touching(self.vms):
             together = enc.count_on(self.vms, host)

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from scheduler.model import Cluster
-from scheduler.rules.base import Penalty, PlacementView, Rule
-
-if TYPE_CHECKING:
-    from scheduler.solver.cpsat.encoding import Encoding
+from scheduler.rules.base import Penalty, PlacementView, Rule, RuleEncoding, RuleFields
 
 
 @dataclass(frozen=True)
@@ -21,6 +17,14 @@ class Spread(Rule):
     max_per_domain: int = 1
     selector: dict[str, str] = field(default_factory=dict)
     kind = "spread"
+
+    @classmethod
+    def from_fields(cls, position: int, vms: tuple[str, ...], fields: RuleFields) -> Rule:
+        return cls(
+            position, vms, fields.soft, fields.weight,
+            label_key=fields.label or "rack", max_per_domain=fields.max_per_domain or 1,
+            selector=dict(fields.selector),
+        )  # fmt: skip
 
     @property
     def label(self) -> str:
@@ -53,7 +57,7 @@ class Spread(Rule):
             if count > self.max_per_domain
         ]
 
-    def encode(self, enc: Encoding) -> list[Penalty]:
+    def encode(self, enc: RuleEncoding) -> list[Penalty]:
         by_domain: dict[str, list[str]] = {}
         for host in enc.cluster.hosts:
             by_domain.setdefault(self.domain(enc.cluster, host.name), []).append(host.name)

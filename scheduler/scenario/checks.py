@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from scheduler.model import DEFAULT_OVERCOMMIT, DISK, MEMORY, VCPUS, allocatable
 from scheduler.scenario.schema import OVERCOMMIT_KEYS, HostSpec, RuleSpec, ScenarioSpec, VMSpec
 
 Problem = tuple[tuple[str | int, ...], str]
 
-DEFAULT_RATIO = {"cpu": 4.0, "memory": 1.0, "disk": 1.0}
+_SPEC_KEYS = {VCPUS: "vcpus", MEMORY: "memory", DISK: "disk"}  # model key -> the file's
 
 
 def check_references(spec: ScenarioSpec) -> Problem | None:
@@ -75,18 +76,14 @@ def _overcommit_keys(
             yield (*path, key), f"unknown resource '{key}' (known: {known})"
 
 
-def _ratio(host: HostSpec, spec: ScenarioSpec, key: str) -> float:
-    return host.overcommit.get(key, spec.policy.overcommit.get(key, DEFAULT_RATIO.get(key, 1.0)))
-
-
 def _capacity(host: HostSpec, spec: ScenarioSpec) -> dict[str, float]:
-    cap = {
-        "vcpus": host.cpus * _ratio(host, spec, "cpu"),
-        "memory": host.memory * _ratio(host, spec, "memory"),
-        "disk": host.disk * _ratio(host, spec, "disk"),
-    }
-    cap.update({r: n * _ratio(host, spec, r) for r, n in host.resources.items()})
-    return cap
+    """The host's capacity as the loader computes it, keyed as ``_demand`` keys demands."""
+    ratios = dict(DEFAULT_OVERCOMMIT)
+    for given in (spec.policy.overcommit, host.overcommit):
+        ratios.update({OVERCOMMIT_KEYS.get(k, k): v for k, v in given.items()})
+    physical = {VCPUS: host.cpus, MEMORY: host.memory, DISK: host.disk, **host.resources}
+    cap = allocatable(physical, ratios)
+    return {_SPEC_KEYS.get(r, r): amount for r, amount in cap.items()}
 
 
 def _demand(vm: VMSpec) -> dict[str, float]:

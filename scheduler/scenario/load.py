@@ -12,6 +12,7 @@ import pydantic
 import yaml
 
 from scheduler.model import (
+    DEFAULT_OVERCOMMIT,
     DISK,
     MEMORY,
     VCPUS,
@@ -23,9 +24,9 @@ from scheduler.model import (
     HostState,
     Limits,
     Policy,
+    allocatable,
 )
 from scheduler.rules import RULE_TYPES, Rule
-from scheduler.rules.spread import Spread
 from scheduler.scenario.checks import check_references
 from scheduler.scenario.schema import OVERCOMMIT_KEYS, ScenarioSpec
 
@@ -101,13 +102,13 @@ def _ha(spec: ScenarioSpec) -> HaPolicy:
 
 
 def _build(spec: ScenarioSpec) -> Scenario:
-    policy_ratio = {VCPUS: 4.0, MEMORY: 1.0, DISK: 1.0}
+    policy_ratio = dict(DEFAULT_OVERCOMMIT)
     policy_ratio.update({OVERCOMMIT_KEYS.get(k, k): v for k, v in spec.policy.overcommit.items()})
     hosts = []
     for h in spec.hosts:
         physical = {VCPUS: h.cpus, MEMORY: h.memory, DISK: h.disk, **h.resources}
         ratio = policy_ratio | {OVERCOMMIT_KEYS.get(k, k): v for k, v in h.overcommit.items()}
-        capacity = {r: int(amount * ratio.get(r, 1.0) + 1e-9) for r, amount in physical.items()}
+        capacity = allocatable(physical, ratio)
         hosts.append(Host(h.name, physical, capacity, dict(h.labels), HostState(h.state)))
     vms = [
         VM(
@@ -139,16 +140,7 @@ def _build_rule(position: int, r: Any, spec: ScenarioSpec) -> Rule:
     members = tuple(r.vms) or tuple(
         v.name for v in spec.vms if all(v.labels.get(k) == val for k, val in r.selector.items())
     )
-    cls = RULE_TYPES[r.type]
-    if cls is Spread:
-        return Spread(
-            position, members, r.soft, r.weight,
-            label_key=r.label or "rack", max_per_domain=r.max_per_domain or 1,
-            selector=dict(r.selector),
-        )  # fmt: skip
-    if r.type in ("pin", "ban"):
-        return cls(position, members, r.soft, r.weight, hosts=tuple(r.hosts))  # type: ignore[call-arg]
-    return cls(position, members, r.soft, r.weight)
+    return RULE_TYPES[r.type].from_fields(position, members, r)
 
 
 # -- line numbers ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 
-from agents.libvirt_probe import HostReport
+from agents.report import HostReport
 from scheduler.engine import decide_plan, plan_to_json
 from scheduler.ha.reserve import check_ha
 from scheduler.metrics import ClusterView, SchedulerMetrics
@@ -50,7 +50,7 @@ from scheduler.service.loops.reserve_cache import LastValue, running_plan_idle_s
 from scheduler.service.placements import placement_routes
 from scheduler.service.store import Store
 from scheduler.solver.cpsat.solve import SolverSettings, SolveStatus
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 
 MAX_BODY_BYTES = 8 * 2**20
 TRANSITIONS = {

@@ -22,7 +22,6 @@ from typing import Any
 from scheduler.model import Cluster, HostState
 from scheduler.placement.state import PlacementState
 from scheduler.planning.waves import starting_placement
-from scheduler.rules import Affinity
 from scheduler.service.records import OrderRecord
 from scheduler.service.store import OPEN_ORDERS, Store
 
@@ -95,7 +94,7 @@ def next_moves(
         if max(busy[move.source], busy[move.target]) >= limits.max_parallel_per_host:
             continue
         fits = state.has_room(move.vm, move.target)
-        if fits and state.rules_admit(move.vm, move.target, skip=Affinity):
+        if fits and state.rules_admit(move.vm, move.target, moving_with_group=True):
             state.add(move.vm, move.target)
             busy.update((move.source, move.target))
             start.append(move)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from agents.libvirt_probe import DomainReport, HostReport
+from agents.report import DomainReport, HostReport
 from scheduler.model import (
     DISK,
     MEMORY,
@@ -25,8 +25,10 @@ from scheduler.model import (
     HostState,
     Limits,
     Policy,
+    allocatable,
 )
 from scheduler.planning.autopilot import held_in_place
+from scheduler.rules import Rule
 from scheduler.service.records import Claim
 
 
@@ -40,7 +42,7 @@ def snapshot(
     reports: Iterable[HostReport],
     states: Mapping[str, HostState] | None = None,
     policy: Policy | None = None,
-    rules: tuple[object, ...] = (),
+    rules: tuple[Rule, ...] = (),
     limits: Limits | None = None,
     name: str = "live",
     claims: Iterable[Claim] = (),
@@ -79,8 +81,7 @@ def snapshot(
 
 def _host(report: HostReport, state: HostState, policy: Policy) -> Host:
     physical = {VCPUS: report.cpus, MEMORY: report.memory_mib, DISK: report.disk_mib}
-    ratio = policy.overcommit
-    capacity = {r: int(amount * ratio.get(r, 1.0) + 1e-9) for r, amount in physical.items()}
+    capacity = allocatable(physical, policy.overcommit)
     return Host(report.host, physical, capacity, dict(report.labels), state)
 
 

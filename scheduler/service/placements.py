@@ -18,7 +18,8 @@ from scheduler.service.api_models import PlacementIn
 from scheduler.service.records import Claim
 from scheduler.service.store import Store
 from scheduler.solver.cpsat.solve import SolverSettings
-from scheduler.solver.pipeline import SearchOptions, decide
+from scheduler.solver.options import SearchOptions
+from scheduler.solver.pipeline import decide
 
 
 def placement_routes(

@@ -16,8 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from agents.libvirt_probe import HostReport
+from agents.report import HostReport
 from scheduler.model import HostState
+from scheduler.planning.status import PlanStatus
 from scheduler.service.records import Claim, Fencing, OrderRecord, PlanRecord
 
 SCHEMA = """
@@ -74,7 +75,6 @@ CREATE TABLE IF NOT EXISTS plan_events (
     event TEXT NOT NULL
 );
 """
-PLAN_STATUSES = ("proposed", "approved", "running", "done", "failed", "cancelled")
 ORDER_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 OPEN_ORDERS = ("pending", "running")
 
@@ -232,7 +232,7 @@ class SqliteStore:
 
     def set_plan_status(self, plan_id: int, status: str, at: float, event: str) -> None:
         """Record a plan's new status and why (the event, kept in order)."""
-        if status not in PLAN_STATUSES:
+        if status not in set(PlanStatus):
             raise ValueError(f"status: unknown plan status '{status}'")
         with self._transaction() as db:
             updated = db.execute("UPDATE plans SET status = ? WHERE id = ?", (status, plan_id))

@@ -9,7 +9,6 @@ from collections.abc import Collection
 import numpy as np
 
 from scheduler.model import Cluster
-from scheduler.rules import AntiAffinity
 
 
 def active_hosts_lower_bound(cluster: Cluster, vms: Collection[str] | None = None) -> int:
@@ -40,9 +39,8 @@ def active_hosts_lower_bound(cluster: Cluster, vms: Collection[str] | None = Non
             half = capacities[0] / 2
             bound = max(bound, sum(1 for d in demand if d.get(resource, 0) > half))
     wanted = set(names)
-    for rule in cluster.rules:
-        if isinstance(rule, AntiAffinity) and not rule.soft:
-            bound = max(bound, len(wanted.intersection(rule.vms)))
+    for rule in cluster.hard_rules:
+        bound = max(bound, rule.min_hosts(wanted))
     return bound
 
 

@@ -22,9 +22,11 @@ import numpy as np
 
 from scheduler.model import Cluster, Goal, vms_by_host
 from scheduler.placement.evaluate import score
-from scheduler.rules import Affinity
+from scheduler.solver.bounds import active_hosts_lower_bound, moves_lower_bound
 from scheduler.solver.cpsat.encoding import Encoding
 from scheduler.solver.cpsat.solve import SolverSettings, solve
+from scheduler.solver.options import SearchOptions
+from scheduler.solver.scope import make_scope, must_leave, pending
 
 MIN_STEP_S = 0.3
 MAX_STEP_S = 3.0
@@ -36,16 +38,14 @@ def improve(
     start: Mapping[str, str | None],
     movable: set[str],
     deadline: float,
-    options: object,
+    options: SearchOptions,
 ) -> tuple[dict[str, str | None], int]:
-    from scheduler.solver import pipeline as search  # the scope helpers live beside the driver
 
-    assert isinstance(options, search.SearchOptions)
     rng = random.Random(options.solver.seed)
     incumbent, best = dict(start), score(cluster, goal, start)
     resisted: Counter[str] = Counter()
-    leaving = set(search.must_leave(cluster, goal))
-    waiting = {vm for vm in search.pending(cluster) if start.get(vm) is None}
+    leaving = set(must_leave(cluster, goal))
+    waiting = {vm for vm in pending(cluster) if start.get(vm) is None}
     groups = _affinity_groups(cluster)
     usable = [h.name for h in cluster.hosts if h.accepts_vms]
     began, iterations, work = time.monotonic(), 0, 0.0
@@ -56,7 +56,7 @@ def improve(
         return budget - work if deterministic else deadline - time.monotonic()
 
     while (remaining := left()) > MIN_STEP_S:
-        if goal is Goal.CONSOLIDATE and _at_bounds(cluster, best, options):
+        if goal is Goal.CONSOLIDATE and _at_bounds(cluster, best):
             break  # hosts and moves both at their lower bounds: nothing left to gain
         iterations += 1
         hosts, focus = _neighbourhood(
@@ -65,7 +65,7 @@ def improve(
         free = _free_vms(incumbent, hosts, movable, groups, rng, options.neighbourhood_vms)
         if not free:
             break
-        scope = search.make_scope(cluster, free, hosts, incumbent, waiting, leaving)
+        scope = make_scope(cluster, free, hosts, incumbent, waiting, leaving)
         workers = options.solver.workers or min(
             2, os.cpu_count() or 1
         )  # short solves: no portfolio
@@ -85,9 +85,7 @@ def improve(
     return incumbent, iterations
 
 
-def _at_bounds(cluster: Cluster, best: tuple[float, ...], options: object) -> bool:
-    from scheduler.solver.bounds import active_hosts_lower_bound, moves_lower_bound
-
+def _at_bounds(cluster: Cluster, best: tuple[float, ...]) -> bool:
     missing, hosts, soft, moves = best[0], int(best[1]), best[2], best[3]
     return (
         missing == 0 and soft == 0
@@ -98,10 +96,9 @@ def _at_bounds(cluster: Cluster, best: tuple[float, ...], options: object) -> bo
 
 def _affinity_groups(cluster: Cluster) -> dict[str, tuple[str, ...]]:
     groups: dict[str, tuple[str, ...]] = {}
-    for rule in cluster.rules:
-        if isinstance(rule, Affinity) and not rule.soft:
-            for vm in rule.vms:
-                groups[vm] = tuple(sorted(set(groups.get(vm, ())) | set(rule.vms)))
+    for rule in cluster.hard_rules:
+        for vm in rule.wave_group:
+            groups[vm] = tuple(sorted(set(groups.get(vm, ())) | set(rule.wave_group)))
     return groups
 
 

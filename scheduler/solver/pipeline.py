@@ -12,26 +12,25 @@ the solver improves it and proves how far from the best it can be.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 
 from scheduler.model import Cluster, Goal, HostState
 from scheduler.placement.evaluate import indicators, score
-from scheduler.placement.state import statically_allowed
-from scheduler.rules import Rule
+from scheduler.placement.packer import Packer, place_pending
 from scheduler.solver import lns
 from scheduler.solver.bounds import active_hosts_lower_bound
 from scheduler.solver.closing.on_cluster import STEPS_PER_SECOND, fewer_hosts
-from scheduler.solver.closing.search import Budget
+from scheduler.solver.closing.packing import Budget
 from scheduler.solver.cpsat.encoding import Encoding, Scope
-from scheduler.solver.cpsat.solve import SolverSettings, SolveStatus, solve
+from scheduler.solver.cpsat.solve import SolveStatus, solve
 from scheduler.solver.dive.lp_dive import dive_packing, packs_from_scratch
+from scheduler.solver.options import SearchOptions
+from scheduler.solver.scope import must_leave, pending, whole_scope
 from scheduler.solver.starts.greedy import (
-    Packer,
     empty_hosts,
     fewest_vms_first,
     first_fit_decreasing,
-    place_pending,
     relieve_overloads,
 )
 from scheduler.solver.starts.keep_set import keep_set_start
@@ -40,15 +39,6 @@ LARGE_PACKING_PAIRS = 15_000
 DIVE_SHARE = 0.5  # of the time limit, at most, for the LP dive of a packing from scratch
 MIN_MODEL_S = 0.5  # the model always gets a moment, even after a slow start
 REPACK_MAX_VMS = 3_000  # larger clusters: packing from scratch costs seconds and moves everything
-Progress = Callable[[str, float], None]  # (what is happening, fraction of the time used)
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    solver: SolverSettings = field(default_factory=SolverSettings)
-    full_model_max_pairs: int = 30_000
-    neighbourhood_vms: int = 160
-    progress: Progress | None = None
 
 
 @dataclass(frozen=True)
@@ -165,23 +155,6 @@ def _at_bound(
     return score(cluster, goal, placement)[:2] == (0, bound)
 
 
-def must_leave(cluster: Cluster, goal: Goal) -> list[str]:
-    """Running VMs on a host in maintenance (the place goal moves nothing)."""
-    if goal is Goal.PLACE:
-        return []
-    hosts = cluster.host_by_name
-    return [
-        v.name for v in cluster.vms
-        if v.host is not None and hosts[v.host].state is HostState.MAINTENANCE
-    ]  # fmt: skip
-
-
-def pending(cluster: Cluster) -> list[str]:
-    """VMs waiting for a host: new ones and those of a host that is down."""
-    hosts = cluster.host_by_name
-    return [v.name for v in cluster.vms if v.host is None or hosts[v.host].state is HostState.DOWN]
-
-
 def greedy_start(
     cluster: Cluster, goal: Goal, budget_s: float = 10.0, deterministic: bool = False
 ) -> dict[str, str | None]:
@@ -266,47 +239,3 @@ def _keeps_running(cluster: Cluster, placement: Mapping[str, str | None]) -> boo
 def _within_budget(cluster: Cluster, placement: Mapping[str, str | None]) -> bool:
     budget = cluster.limits.max_moves
     return budget is None or indicators(cluster, placement).moves <= budget
-
-
-def whole_scope(cluster: Cluster, goal: Goal, start: Mapping[str, str | None]) -> Scope:
-    waiting = set(pending(cluster))
-    leaving = set(must_leave(cluster, goal))
-    if goal is Goal.PLACE:
-        free = sorted(waiting)
-    elif goal is Goal.EVACUATE and len(cluster.vms) * len(cluster.hosts) > 30_000:
-        free = sorted(waiting | leaving)
-    else:
-        free = [v.name for v in cluster.vms]
-    hosts = [h.name for h in cluster.hosts if h.accepts_vms]
-    if goal is Goal.BALANCE:
-        running = {h for h in cluster.current_placement.values() if h is not None}
-        hosts = [h for h in hosts if h in running] or hosts
-    # Waiting VMs the start already placed must stay placed: a tighter, equivalent model.
-    homeless = {vm for vm in waiting if start.get(vm) is None}
-    return make_scope(cluster, free, hosts, start, homeless, leaving)
-
-
-def make_scope(
-    cluster: Cluster,
-    free: list[str],
-    hosts: list[str],
-    incumbent: Mapping[str, str | None],
-    waiting: Collection[str],
-    leaving: Collection[str],
-) -> Scope:
-    rules_of: dict[str, list[Rule]] = {}
-    for rule in cluster.rules:
-        if isinstance(rule, Rule) and not rule.soft:
-            for vm in rule.vms:
-                rules_of.setdefault(vm, []).append(rule)
-    by_name = cluster.host_by_name
-    candidates = {
-        vm: [h for h in hosts if statically_allowed(cluster, vm, by_name[h], rules_of.get(vm, ()))]
-        for vm in free
-    }
-    fallback = {vm: h for vm in free if vm in leaving and (h := cluster.vm_by_name[vm].host)}
-    return Scope(
-        free, hosts, candidates, dict(incumbent),
-        may_be_unplaced=frozenset(vm for vm in free if vm in waiting),
-        fallback_host=fallback,
-    )  # fmt: skip

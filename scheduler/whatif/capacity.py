@@ -18,7 +18,7 @@ from typing import Any
 from scheduler.engine import Outcome, decide_plan
 from scheduler.ha.reserve import check_ha
 from scheduler.model import CORE_RESOURCES, Cluster, Goal, HaPolicy, host_loads
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 
 
 @dataclass(frozen=True)

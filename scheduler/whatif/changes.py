@@ -22,7 +22,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from scheduler.model import CORE_RESOURCES, DISK, MEMORY, VCPUS, VM, Cluster, Host, HostState
+from scheduler.model import (
+    CORE_RESOURCES,
+    DISK,
+    MEMORY,
+    VCPUS,
+    VM,
+    Cluster,
+    Host,
+    HostState,
+    allocatable,
+)
 from scheduler.units import parse_size_mib
 
 KEYS = {"cpu": VCPUS, "memory": MEMORY, "disk": DISK}
@@ -86,7 +96,7 @@ def _resized(host: Host, ratios: dict[str, float], model: tuple[int, int, int] |
     physical = dict(host.physical)
     if model is not None:
         physical.update(zip(CORE_RESOURCES, model, strict=True))
-    capacity = {r: int(amount * ratio.get(r, 1.0) + 1e-9) for r, amount in physical.items()}
+    capacity = allocatable(physical, ratio)
     return replace(host, physical=physical, capacity=capacity)
 
 

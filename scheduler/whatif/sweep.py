@@ -20,7 +20,7 @@ from typing import Any
 
 from scheduler.model import Cluster
 from scheduler.solver.cpsat.solve import SolverSettings
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 from scheduler.whatif.capacity import answer, answer_to_json
 from scheduler.whatif.changes import Changes, WhatIfError, apply_changes
 

@@ -22,7 +22,7 @@ from scheduler.planning.autopilot import AutomationPolicy, consider, held_in_pla
 from scheduler.service.loops.ticker import Ticker
 from scheduler.service.records import OrderRecord, PlanRecord
 from scheduler.service.store import Store
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 
 MAX_REPLANS = 3
 HOUR_S = 3600.0

@@ -29,7 +29,7 @@ from scheduler.service.loops.reserve_cache import fingerprint
 from scheduler.service.loops.ticker import Ticker
 from scheduler.service.records import Fencing
 from scheduler.service.store import Store
-from scheduler.solver.pipeline import SearchOptions
+from scheduler.solver.options import SearchOptions
 
 log = logging.getLogger("vmpack.failover")
 

@@ -15,9 +15,9 @@ import numpy as np
 
 from scheduler.model import Cluster, Host
 from scheduler.placement.state import PlacementState
-from scheduler.rules import Ban, Pin, Rule
 from scheduler.solver.bounds import active_hosts_lower_bound
-from scheduler.solver.closing.search import Budget, Packing, active_count, close_hosts
+from scheduler.solver.closing.packing import Budget, Packing, active_count
+from scheduler.solver.closing.search import close_hosts
 
 STEPS_PER_SECOND = 2_000  # repeatable runs count steps, about as many as a second allows here
 
@@ -70,7 +70,7 @@ def fewer_hosts(
 def _tied_vms(cluster: Cluster) -> set[str]:
     tied: set[str] = set()
     for rule in cluster.rules:
-        if isinstance(rule, Rule) and (rule.soft or not isinstance(rule, Pin | Ban)):
+        if rule.soft or not rule.only_filters_hosts:
             tied.update(rule.vms)
     return tied
 
@@ -84,8 +84,8 @@ def _allowed(
 ) -> np.ndarray:
     allowed = np.asarray((sizes[:, None, :] <= capacity[None, :, :]).all(axis=2))
     row = {vm: i for i, vm in enumerate(movable)}
-    for rule in cluster.rules:
-        if isinstance(rule, Pin | Ban) and not rule.soft:
+    for rule in cluster.hard_rules:
+        if rule.only_filters_hosts:
             for vm in rule.vms:
                 if vm in row:
                     spec = cluster.vm_by_name[vm]

@@ -10,13 +10,11 @@ same answer every time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from ortools.sat.python import cp_model
 
-if TYPE_CHECKING:
-    from scheduler.solver.closing.search import Packing
+from scheduler.solver.closing.packing import Packing
 
 
 def repack(

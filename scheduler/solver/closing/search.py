@@ -29,11 +29,11 @@ number of steps (which makes it repeatable), or after many failed tries in a row
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from scheduler.solver.closing import steps as tabu_steps
+from scheduler.solver.closing.packing import Budget, Packing, active_count
 from scheduler.solver.closing.repack import repack
 
 CLOSED = 3  # hosts emptied at once; the pool must fit on all but one of them
@@ -44,28 +44,6 @@ REPACK_VMS = 40  # at most this many VMs in one repack (the pool and those of th
 REPACK_HOSTS = 8  # open hosts taken into one repack
 REPACK_WORK = 0.5  # CP-SAT deterministic seconds per repack
 CHUNK_SECONDS = 0.02  # the compiled steps return this often to look at the clock
-
-
-@dataclass(frozen=True)
-class Packing:
-    """What the search may change: VMs (rows of ``sizes``) onto hosts (rows of ``room``)."""
-
-    room: np.ndarray  # hosts x resources: capacity left by the VMs that stay where they are
-    sizes: np.ndarray  # vms x resources
-    allowed: np.ndarray  # vms x hosts, boolean
-    always_on: np.ndarray  # hosts active whatever happens (they keep VMs that stay)
-
-
-@dataclass(frozen=True)
-class Budget:
-    deadline: float  # time.monotonic() value
-    steps: int | None = None  # also stop after this many steps (repeatable runs)
-
-
-def active_count(packing: Packing, assignment: np.ndarray) -> int:
-    used = packing.always_on.copy()
-    used[assignment] = True
-    return int(used.sum())
 
 
 def close_hosts(

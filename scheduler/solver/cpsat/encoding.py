@@ -56,7 +56,7 @@ class Encoding:
                 self.fixed_on.setdefault(host, set()).add(vm)
         self._add_assignment()
         self._add_capacity()
-        self._add_rules(r for r in cluster.rules if isinstance(r, Rule))
+        self._add_rules(cluster.rules)
         self._add_move_budget()
         self._break_symmetry()
 
@@ -202,7 +202,7 @@ class Encoding:
         return relabelled
 
     def _interchangeable_hosts(self) -> list[list[str]]:
-        named = {h for r in self.cluster.rules for h in getattr(r, "hosts", ())}
+        named = {h for r in self.cluster.rules for h in r.named_hosts}
         running = set(self.cluster.current_placement.values())
         fallback = set(self.scope.fallback_host.values())
         classes: dict[tuple[object, ...], list[str]] = {}

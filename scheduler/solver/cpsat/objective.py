@@ -1,29 +1,27 @@
 """Objectives per goal, as lexicographic tiers.
 
-Each goal lists its tiers from most to least important. A tier is a sum of integer terms with
-a known upper bound; weights are derived so that one unit of a tier outweighs every lower
-tier together, which makes a single CP-SAT objective exactly lexicographic:
+Each goal's tiers, most important first, are ``placement.evaluate.GOAL_TIERS``, the table
+``score`` follows too. Every goal starts with the VMs left unplaced or stuck on a host they
+must leave. A tier is a sum of integer terms with a known upper bound; weights are derived
+so that one unit of a tier outweighs every lower tier together, which makes a single CP-SAT
+objective exactly lexicographic. The tiers:
 
-==========  ====================================================================================
-goal        tiers, most important first
-==========  ====================================================================================
-any         VMs left unplaced or stuck on a host they must leave
-consolidate active hosts; soft-rule penalty; moves; memory moved (GiB)
-place       hosts newly switched on; soft-rule penalty
-evacuate    soft-rule penalty; moves; hosts newly switched on; memory moved (GiB)
-balance     soft-rule penalty; utilisation spread (percent, summed over resources); moves
-==========  ====================================================================================
+- ``hosts``: active hosts; ``new_hosts``: active hosts that run no VM now;
+- ``soft``: the soft rules' weighted penalty;
+- ``moves``: migrations; ``memory_gib``: memory they move, each VM rounded up to a GiB;
+- ``spread_pct``: highest minus lowest utilisation (percent), summed over resources.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ortools.sat.python import cp_model
 
-from scheduler.model import Cluster, Goal, HostState
+from scheduler.model import Goal, HostState
+from scheduler.placement.evaluate import GOAL_TIERS, memory_gib
 from scheduler.solver.cpsat.encoding import Encoding
 
 MAX_EXACT = 2**53  # CP-SAT objectives beyond this lose integer precision
@@ -40,12 +38,6 @@ class Tier:
 class Objective:
     tiers: list[Tier]
     weights: list[int]
-
-    def weight_of(self, name: str) -> int | None:
-        for tier, weight in zip(self.tiers, self.weights, strict=True):
-            if tier.name == name:
-                return weight
-        return None
 
 
 def add_objective(enc: Encoding, goal: Goal) -> Objective:
@@ -72,17 +64,16 @@ def _lexicographic_weights(uppers: list[int]) -> list[int]:
 
 def _tiers(enc: Encoding, goal: Goal) -> list[Tier]:
     must = [(1, v) for v in (*enc.unplaced.values(), *enc.stuck.values())]
-    tiers = [Tier("unplaced", must, len(must))]
-    soft = _soft_tier(enc)
-    if goal is Goal.CONSOLIDATE:
-        tiers += [_active_tier(enc, only_new=False), soft, _moves_tier(enc), _memory_tier(enc)]
-    elif goal is Goal.PLACE:
-        tiers += [_active_tier(enc, only_new=True), soft]
-    elif goal is Goal.EVACUATE:
-        tiers += [soft, _moves_tier(enc), _active_tier(enc, only_new=True), _memory_tier(enc)]
-    elif goal is Goal.BALANCE:
-        tiers += [soft, _spread_tier(enc), _moves_tier(enc)]
-    return tiers
+    build: dict[str, Callable[[], Tier]] = {
+        "unplaced": lambda: Tier("unplaced", must, len(must)),
+        "hosts": lambda: _active_tier(enc, only_new=False),
+        "new_hosts": lambda: _active_tier(enc, only_new=True),
+        "soft": lambda: _soft_tier(enc),
+        "moves": lambda: _moves_tier(enc),
+        "memory_gib": lambda: _memory_tier(enc),
+        "spread_pct": lambda: _spread_tier(enc),
+    }
+    return [build[name]() for name in GOAL_TIERS[goal]]
 
 
 def _soft_tier(enc: Encoding) -> Tier:
@@ -98,7 +89,8 @@ def _active_tier(enc: Encoding, only_new: bool) -> Tier:
         variables = [
             a for h, a in enc.active.items() if isinstance(a, cp_model.IntVar) and h not in running
         ]
-    return Tier("hosts", [(1, v) for v in variables], len(variables))
+    name = "new_hosts" if only_new else "hosts"
+    return Tier(name, [(1, v) for v in variables], len(variables))
 
 
 def moved_indicators(enc: Encoding) -> list[tuple[str, Any]]:
@@ -118,10 +110,6 @@ def moved_indicators(enc: Encoding) -> list[tuple[str, Any]]:
 def _moves_tier(enc: Encoding) -> Tier:
     moved = moved_indicators(enc)
     return Tier("moves", [(1, m) for _, m in moved], len(moved))
-
-
-def memory_gib(cluster: Cluster, vm: str) -> int:
-    return -(-cluster.vm_by_name[vm].memory_mib // 1024)
 
 
 def _memory_tier(enc: Encoding) -> Tier:

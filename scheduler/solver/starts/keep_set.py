@@ -20,7 +20,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from scheduler.model import Cluster, HostState
-from scheduler.solver.starts.greedy import Packer, size_key
+from scheduler.placement.packer import Packer, size_key
 
 SLACKS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2)
 
