@@ -13,14 +13,14 @@ import httpx
 
 from scheduler.model import Limits, Policy
 from scheduler.planning.autopilot import AutomationPolicy
-from scheduler.service.app import ServiceConfig, create_app
 from scheduler.service.auth import Tokens
 from scheduler.service.executor import ExecutionPolicy
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.loops.autopilot import Autopilot
 from scheduler.service.loops.failover import FailoverWatch, FencingPolicy
 from scheduler.service.loops.power import PowerControl, PowerPolicy
-from scheduler.service.server import Listen, make_server, serve_in_thread
+from scheduler.service.runtime import Runtime, ServiceConfig
+from scheduler.service.server import Listen, Server
 from scheduler.service.store import SqliteStore
 
 AGENT_TOKEN = "agent-token-0123456789"
@@ -88,19 +88,13 @@ def running_service(
         power_tick_s=3600.0,  # tests switch hosts by calling tick() themselves
     )
     port = port or free_port()
-    app = create_app(config, store)
+    runtime = Runtime(config, store)
     cert, key = tls if tls else (None, None)
-    server = make_server(app, Listen("127.0.0.1", port, cert, key))
-    thread = serve_in_thread(server)
+    server = Server(runtime, Listen("127.0.0.1", port, cert, key))
+    server.start()
     try:
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-        yield Service(url, clock, store, app.state.failover, app.state.autopilot, app.state.power)
+        yield Service(url, clock, store, runtime.failover, runtime.autopilot, runtime.power)
     finally:
-        server.should_exit = True
-        thread.join(10)
-        app.state.failover.stop()
-        app.state.power.stop()
-        app.state.autopilot.stop()
-        app.state.executor.shutdown()
-        app.state.executor.shutdown()
+        server.stop()
         store.close()

@@ -97,13 +97,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def run_serve(args: argparse.Namespace) -> int:
     from scheduler.planning.autopilot import AutomationPolicy
-    from scheduler.service.app import ServiceConfig, create_app
     from scheduler.service.auth import Tokens
     from scheduler.service.executor import ExecutionPolicy
     from scheduler.service.liveness import Heartbeat
     from scheduler.service.loops.failover import FencingPolicy
     from scheduler.service.loops.power import PowerPolicy
-    from scheduler.service.server import Listen, make_server
+    from scheduler.service.runtime import Runtime, ServiceConfig
+    from scheduler.service.server import Listen, Server
     from scheduler.service.store import SqliteStore
 
     host, _, port = args.listen.rpartition(":")
@@ -145,14 +145,11 @@ def run_serve(args: argparse.Namespace) -> int:
         execution=ExecutionPolicy(on_failure=args.on_failure), automation=automation,
         power=power, power_tick_s=args.power_every,
     )  # fmt: skip
-    app = create_app(config, SqliteStore(args.db))
+    store = SqliteStore(args.db)
     try:
-        make_server(app, listen).run()
+        Server(Runtime(config, store), listen).run()  # running plans resume at the next start
     finally:
-        app.state.failover.stop()
-        app.state.power.stop()
-        app.state.autopilot.stop()
-        app.state.executor.shutdown()  # running plans stay "running" and resume at next start
+        store.close()
     return 0
 
 

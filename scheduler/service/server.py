@@ -1,5 +1,8 @@
-"""Running the API: uvicorn with TLS from a certificate and key file, or plain HTTP only on
-loopback unless the operator explicitly allows it."""
+"""Serving the API of a runtime: uvicorn with TLS from a certificate and key file, or plain
+HTTP only on loopback unless the operator explicitly allows it.
+
+``Server`` is how the service starts and stops, for ``vmpack serve`` and the tests alike: the
+runtime's loops start before the port opens, and stop after it closes."""
 
 from __future__ import annotations
 
@@ -10,6 +13,9 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+
+from scheduler.service.app import create_app
+from scheduler.service.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -49,12 +55,34 @@ def make_server(app: FastAPI, listen: Listen) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def serve_in_thread(server: uvicorn.Server) -> threading.Thread:
-    """Start ``server`` in a background thread and wait until it accepts connections."""
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the scheduler service did not start")
-        thread.join(0.05)
-    return thread
+class Server:
+    """The API of ``runtime`` on ``listen``. ``run`` serves until interrupted; ``start`` serves
+    from a thread and returns once connections are accepted, and ``stop`` ends it."""
+
+    def __init__(self, runtime: Runtime, listen: Listen) -> None:
+        self.runtime = runtime
+        self._uvicorn = make_server(create_app(runtime), listen)
+        self._thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        self.runtime.start()
+        try:
+            self._uvicorn.run()
+        finally:
+            self.runtime.stop()
+
+    def start(self) -> None:
+        self.runtime.start()
+        self._thread = thread = threading.Thread(target=self._uvicorn.run, daemon=True)
+        thread.start()
+        while not self._uvicorn.started:
+            if not thread.is_alive():
+                self.runtime.stop()
+                raise RuntimeError("the scheduler service did not start")
+            thread.join(0.05)
+
+    def stop(self) -> None:
+        self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+        self.runtime.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Collection
 
@@ -50,17 +49,3 @@ def moves_lower_bound(cluster: Cluster, hosts_after: int) -> int:
     per_host = Counter(v.host for v in cluster.vms if v.host is not None)
     emptied = max(0, len(per_host) - hosts_after)
     return sum(sorted(per_host.values())[:emptied])
-
-
-def volume_ratio(cluster: Cluster) -> float:
-    """Largest per-resource ratio of total demand to total usable capacity."""
-    usable = [h for h in cluster.hosts if h.accepts_vms]
-    ratios = [0.0]
-    for resource in cluster.resources:
-        capacity = sum(h.capacity.get(resource, 0) for h in usable)
-        demand = sum(v.demand.get(resource, 0) for v in cluster.vms)
-        if capacity:
-            ratios.append(demand / capacity)
-        elif demand:
-            ratios.append(math.inf)
-    return max(ratios)

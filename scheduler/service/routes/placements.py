@@ -5,41 +5,36 @@ room, and host power does not switch the chosen host off while it is still empty
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 
 from scheduler.ha.reserve import admit_within_reserve
-from scheduler.model import DISK, MEMORY, VCPUS, VM, Cluster, Goal
+from scheduler.model import DISK, MEMORY, VCPUS, VM, Goal
 from scheduler.placement.explain import why_not_placed
 from scheduler.service.api_models import PlacementIn
+from scheduler.service.auth import Role, requires
 from scheduler.service.records import Claim
-from scheduler.service.store import Store
+from scheduler.service.runtime import Runtime
 from scheduler.solver.cpsat.solve import SolverSettings
 from scheduler.solver.options import SearchOptions
 from scheduler.solver.pipeline import decide
 
 
-def placement_routes(
-    store: Store,
-    current: Callable[[], tuple[Cluster, dict[str, float]]],
-    power_on: Callable[[str], str | None],
-    claim_ttl_s: float,
-    solver_workers: int,
-    clock: Callable[[], float],
-) -> APIRouter:
-    router = APIRouter()
+def router(runtime: Runtime) -> APIRouter:
+    routes = APIRouter(dependencies=[Depends(requires(runtime.config.tokens, [Role.OPERATOR]))])
+    store, clock, power_on = runtime.store, runtime.config.clock, runtime.power.power_on
+    claim_ttl_s, solver_workers = runtime.config.claim_ttl_s, runtime.config.solver_workers
     one_at_a_time = threading.Lock()  # two answers must not hand out the same room
 
-    @router.post("/v1/placements")
+    @routes.post("/v1/placements")
     def place(body: PlacementIn) -> dict[str, Any]:
         with one_at_a_time:
             return _place(body)
 
     def _place(body: PlacementIn) -> dict[str, Any]:
-        cluster, _ = current()
+        cluster = runtime.cluster()
         if body.name in cluster.vm_by_name:
             raise HTTPException(409, f"name: VM '{body.name}' already exists")
         new = VM(body.name, {VCPUS: body.vcpus, MEMORY: body.memory, DISK: body.disk})
@@ -61,16 +56,16 @@ def placement_routes(
         store.add_claim(claim)
         return {"vm": body.name, "host": host, "held_until": claim.expires_at}
 
-    @router.get("/v1/placements")
+    @routes.get("/v1/placements")
     def claims() -> list[dict[str, Any]]:
         """The room held for placed VMs whose hosts have not reported them yet."""
         return [asdict(c) for c in store.claims(clock())]
 
-    @router.delete("/v1/placements/{name}")
+    @routes.delete("/v1/placements/{name}")
     def release(name: str) -> dict[str, str]:
         """The VM will not be created after all: its room is free again."""
         if not store.drop_claims([name]):
             raise HTTPException(404, f"name: no room is held for '{name}'")
         return {"vm": name, "released": "yes"}
 
-    return router
+    return routes

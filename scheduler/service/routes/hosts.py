@@ -1,0 +1,57 @@
+"""Hosts and VMs as the scheduler sees them, a host's state set by an operator, and an
+operator's word that a down host is off."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from scheduler.model import HostState, vms_by_host
+from scheduler.service.api_models import HostStateIn
+from scheduler.service.auth import Role, requires
+from scheduler.service.runtime import Runtime
+
+
+def router(runtime: Runtime) -> APIRouter:
+    routes = APIRouter(dependencies=[Depends(requires(runtime.config.tokens, [Role.OPERATOR]))])
+    store = runtime.store
+
+    @routes.get("/v1/hosts")
+    def hosts() -> list[dict[str, Any]]:
+        cluster, ages = runtime.current()
+        fencing = store.fencing()
+        residents = vms_by_host(cluster.current_placement)
+        return [
+            {"name": h.name, "state": h.state.value, "capacity": dict(h.capacity),
+             "physical": dict(h.physical), "labels": dict(h.labels),
+             "vms": len(residents.get(h.name, ())), "report_age_s": round(ages[h.name], 3),
+             "fencing": asdict(fencing[h.name]) if h.name in fencing else None}
+            for h in cluster.hosts
+        ]  # fmt: skip
+
+    @routes.post("/v1/hosts/{name}/fenced")
+    def confirm_off(name: str) -> dict[str, str]:
+        """An operator vouches that a down host is off: its VMs may restart elsewhere."""
+        host = runtime.cluster().host_by_name.get(name)
+        if host is None:
+            raise HTTPException(404, f"host: unknown host '{name}'")
+        if host.state is not HostState.DOWN:
+            raise HTTPException(409, f"host: {name} is {host.state.value}, not down")
+        runtime.failover.confirm_off(name)
+        return {"name": name, "fencing": "fenced"}
+
+    @routes.put("/v1/hosts/{name}/state")
+    def set_state(name: str, body: HostStateIn) -> dict[str, str]:
+        if name not in store.host_states():
+            raise HTTPException(404, f"host: unknown host '{name}'")
+        store.set_host_state(name, HostState(body.state))
+        return {"name": name, "state": body.state}
+
+    @routes.get("/v1/vms")
+    def vms() -> list[dict[str, Any]]:
+        cluster = runtime.cluster()
+        return [{"name": v.name, "host": v.host, "demand": dict(v.demand)} for v in cluster.vms]
+
+    return routes

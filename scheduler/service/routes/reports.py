@@ -1,0 +1,53 @@
+"""``POST /v1/reports``: an agent's report of its host, and the answer of which stale copies
+of restarted VMs it should remove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from agents.report import HostReport
+from scheduler.model import HostState
+from scheduler.service.api_models import ReportIn
+from scheduler.service.auth import Principal, Role, requires
+from scheduler.service.runtime import Runtime
+
+
+def router(runtime: Runtime) -> APIRouter:
+    routes = APIRouter()
+    agent = Depends(requires(runtime.config.tokens, [Role.AGENT]))
+    store, metrics = runtime.store, runtime.metrics
+
+    @routes.post("/v1/reports")
+    def report(body: ReportIn, who: Principal = agent) -> dict[str, Any]:
+        if not who.may_act_for(body.host):
+            metrics.reports.labels("rejected").inc()
+            raise HTTPException(403, f"host: this token reports for {who.host} only")
+        report = HostReport.from_json(body.model_dump())
+        store.save_report(report, at=runtime.config.clock())
+        store.drop_claims(d.name for d in report.domains if d.holds_resources)
+        metrics.reports.labels("accepted").inc()
+        return {"accepted": True, "discard": stale_copies(runtime, report)}
+
+    return routes
+
+
+def stale_copies(runtime: Runtime, report: HostReport) -> list[str]:
+    """Copies this host holds of VMs restarted elsewhere while it was down, once the
+    restarted copy is seen running on another host that is not down."""
+    store = runtime.store
+    held = {d.name for d in report.domains}
+    superseded = store.superseded(report.host) & held if held else set()
+    if not superseded:
+        return []
+    chosen, now = store.host_states(), runtime.config.clock()
+    running_elsewhere = {
+        d.name
+        for other, at in store.reports()
+        if other.host != report.host
+        and runtime.liveness(chosen.get(other.host, HostState.UP), at, now) is HostState.UP
+        for d in other.domains
+        if d.state == "running"
+    }
+    return sorted(superseded & running_elsewhere)

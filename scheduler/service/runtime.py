@@ -1,0 +1,152 @@
+"""A running scheduler: the store, the cluster as the agents report it, the metrics, the
+executor and the background loops. ``Runtime`` is the one place that wires them, starts them
+and stops them; ``server.Server`` puts the API in front of it, for ``vmpack serve`` and the
+tests alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scheduler.ha.reserve import check_ha
+from scheduler.metrics import ClusterView, SchedulerMetrics
+from scheduler.model import Cluster, HostState, Limits, Policy
+from scheduler.planning.autopilot import AutomationPolicy
+from scheduler.service.auth import Tokens
+from scheduler.service.executor import ExecutionPolicy, Executor
+from scheduler.service.inventory import snapshot
+from scheduler.service.liveness import Heartbeat
+from scheduler.service.loops.autopilot import Autopilot
+from scheduler.service.loops.failover import FailoverWatch, FencingPolicy
+from scheduler.service.loops.power import PowerControl, PowerPolicy
+from scheduler.service.loops.reserve_cache import LastValue, running_plan_idle_s
+from scheduler.service.store import Store
+from scheduler.solver.cpsat.solve import SolverSettings, SolveStatus
+from scheduler.solver.options import SearchOptions
+
+
+@dataclass
+class ServiceConfig:
+    tokens: Tokens
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    policy: Policy = field(default_factory=Policy)
+    limits: Limits = field(default_factory=Limits)
+    solver_workers: int = 0
+    clock: Callable[[], float] = time.time
+    execution: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+    fencing: FencingPolicy = field(default_factory=FencingPolicy)
+    automation: AutomationPolicy = field(default_factory=AutomationPolicy)
+    failover_tick_s: float = 1.0
+    power: PowerPolicy = field(default_factory=PowerPolicy)
+    power_tick_s: float = 60.0
+    claim_ttl_s: float = 900.0  # how long a placement holds room for a VM not yet reported
+
+
+class Runtime:
+    """The service's parts, wired once. Nothing runs until ``start``; ``stop`` ends the
+    loops and the executor (running plans stay ``running`` and resume at the next start)."""
+
+    def __init__(self, config: ServiceConfig, store: Store) -> None:
+        self.config, self.store = config, store
+        self.started_at = config.clock()
+        self._ha_reports = LastValue(check_ha)
+        self.metrics = SchedulerMetrics(self._view)
+        self.executor = Executor(
+            store, self.cluster, config.clock, config.execution, self.host_details,
+            on_outcome=self.metrics.order_finished,
+        )  # fmt: skip
+        self.failover = FailoverWatch(
+            store, self.cluster, self.down_hosts, config.clock, config.fencing,
+            self.executor.start, lambda outcome: self.metrics.fencing.labels(outcome).inc(),
+            SearchOptions(SolverSettings(10.0, config.solver_workers)),
+        )  # fmt: skip
+        self.power = PowerControl(
+            store, self.cluster, config.power,
+            lambda action, outcome: self.metrics.power.labels(action, outcome).inc(),
+            config.clock,
+        )  # fmt: skip
+        self.failover.need_room = self.power.power_on
+        self.autopilot = Autopilot(
+            store, self.cluster, config.clock, config.automation, self.executor.start,
+            lambda goal, outcome: self.metrics.plan_decided(
+                goal, outcome.decision.seconds, outcome.summary()["gap"],
+                outcome.decision.status is SolveStatus.OPTIMAL,
+            ),
+            SearchOptions(SolverSettings(30.0, config.solver_workers)),
+        )  # fmt: skip
+        self.executor.replan = self.autopilot.replan
+
+    # -- what the cluster looks like now -------------------------------------------------
+
+    def liveness(self, chosen: HostState, reported_at: float, now: float) -> HostState:
+        # A scheduler that was itself away has heard nothing for a while: every host gets
+        # the full time from its start before it can be taken for down (and fenced).
+        return self.config.heartbeat.state(chosen, max(reported_at, self.started_at), now)
+
+    def current(self) -> tuple[Cluster, dict[str, float]]:
+        """The snapshot from the latest reports, and each host's report age in seconds."""
+        now = self.config.clock()
+        reports = self.store.reports()
+        chosen = self.store.host_states()
+        ages = {r.host: now - at for r, at in reports}
+        states = {
+            r.host: self.liveness(chosen.get(r.host, HostState.UP), at, now) for r, at in reports
+        }
+        inventory = snapshot(
+            [r for r, _ in reports], states, self.config.policy, limits=self.config.limits,
+            claims=self.store.claims(now),
+        )  # fmt: skip
+        return inventory.cluster, ages
+
+    def cluster(self) -> Cluster:
+        return self.current()[0]
+
+    def down_hosts(self) -> set[str]:
+        """Cheap: from report times alone (the failover watch asks every second)."""
+        now = self.config.clock()
+        chosen = self.store.host_states()
+        return {
+            h for h, at in self.store.report_times().items()
+            if self.liveness(chosen.get(h, HostState.UP), at, now) is HostState.DOWN
+        }  # fmt: skip
+
+    def host_details(self, host: str) -> dict[str, Any]:
+        """Where migrations to ``host`` go, as its agent reported."""
+        for report, _ in self.store.reports():
+            if report.host == host:
+                return {
+                    "target_uri": report.libvirt_uri,
+                    "migration_address": report.migration_address,
+                }
+        return {}
+
+    def _view(self) -> ClusterView:
+        cluster, ages = self.current()
+        counts: dict[str, int] = {}
+        for plan in self.store.plans():
+            counts[plan.status] = counts.get(plan.status, 0) + 1
+        orders = self.store.orders()
+        in_flight = sum(1 for o in orders if o.status in ("pending", "running"))
+        idle = running_plan_idle_s(self.store, orders, self.config.clock())
+        ha = self._ha_reports(cluster) if cluster.policy.ha.required else None
+        unfenced = sum(1 for f in self.store.fencing().values() if f.status == "failed")
+        return ClusterView(cluster, ages, counts, in_flight, idle, ha, unfenced)
+
+    # -- life ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Resume running plans, then start the background loops."""
+        self.executor.resume()
+        self.failover.start(self.config.failover_tick_s)
+        self.power.start(self.config.power_tick_s)
+        self.autopilot.start(self.config.failover_tick_s)
+
+    def stop(self) -> None:
+        """Stop the loops, then the executor; the store stays open."""
+        self.failover.stop()
+        self.power.stop()
+        self.autopilot.stop()
+        self.executor.shutdown()
