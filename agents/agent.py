@@ -28,6 +28,7 @@ from agents.libvirt_probe import probe
 from agents.migrate import MigrationOrder, Progress, migrate
 from agents.report import HostReport
 from agents.restart import restart
+from agents.usage import cpu_usage
 
 log = logging.getLogger("vmpack.agent")
 
@@ -75,6 +76,7 @@ class Agent:
         self.status = AgentStatus()
         self.stopping = threading.Event()
         self._conn: libvirt.virConnect | None = None
+        self._previous_probe: tuple[HostReport, float] | None = None  # for CPU usage
         self._lock = threading.Lock()  # the HTTP client is shared with migration threads
         self._running: dict[int, threading.Event] = {}
         self._unsent: dict[int, dict[str, object]] = {}  # outcomes the scheduler did not hear
@@ -208,17 +210,27 @@ class Agent:
             if self._conn is None or not self._conn.isAlive():
                 self._conn = self.connect(self.config.libvirt_uri)
             self._watch(self._conn)
-            return probe(
+            report = probe(
                 self._conn, self.config.host, self.config.labels,
                 self.config.advertise_uri or self.config.libvirt_uri,
                 self.config.migration_address,
             )  # fmt: skip
+            return self._with_usage(report, time.monotonic())
         except libvirt.libvirtError as exc:
             self._conn = None  # reconnect at the next beat
             self.status.probes_failed += 1
             self.status.last_error = f"libvirt: {exc.get_error_message()}"
             log.warning("probe failed: %s", self.status.last_error)
             return None
+
+    def _with_usage(self, report: HostReport, at: float) -> HostReport:
+        """The report with each domain's CPU usage since the previous probe, if any."""
+        previous, self._previous_probe = self._previous_probe, (report, at)
+        if previous is None or at <= previous[1]:
+            return report
+        usage = cpu_usage(previous[0], report, at - previous[1])
+        domains = tuple(replace(d, cpu_usage=usage.get(d.name)) for d in report.domains)
+        return replace(report, domains=domains)
 
     def _watch(self, conn: libvirt.virConnect) -> None:
         """Hear of lifecycle events on this connection (needs ``ensure_event_loop`` first)."""

@@ -19,6 +19,7 @@ class DomainReport:
     cpu_time_ns: int
     priority: int = 0  # <vmpack:priority> in the domain's metadata: restart order on failover
     definition: str = ""  # the persistent domain XML, to restart it elsewhere; "" if unchanged
+    cpu_usage: float | None = None  # share of its vCPUs used since the previous probe (0..1)
 
     @property
     def holds_resources(self) -> bool:

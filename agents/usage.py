@@ -1,5 +1,5 @@
 """CPU usage of each domain from two reports: the CPU time it consumed between them over the
-time its vCPUs had. Pure, so the agent's loop and its tests share it."""
+time its vCPUs had. The agent adds it to each report it sends (``DomainReport.cpu_usage``)."""
 
 from __future__ import annotations
 

@@ -35,8 +35,12 @@ def test_hysteresis_not_worth_it_and_no_ping_pong() -> None:
 
 
 def test_the_hourly_move_budget_and_the_cooldown_hold() -> None:
+    # 40 of 50 moves used this hour: 10 left, which still empties some hosts.
     budgeted = consider(WEB, replace(AUTO, max_moves_per_hour=50), 40, (), FAST)
-    assert budgeted is None or budgeted.after.moves <= 10
+    assert budgeted is not None
+    assert 0 < budgeted.after.moves <= 10
+    assert budgeted.after.active_hosts < budgeted.before.active_hosts
+    assert check_plan(budgeted.cluster, budgeted.plan) == []
     assert consider(WEB, replace(AUTO, max_moves_per_hour=50), 50, (), FAST) is None
     cooling = {v.name for v in WEB.vms if v.host in ("kvm-12", "kvm-13")}
     outcome = consider(WEB, AUTO, 0, cooling, FAST)

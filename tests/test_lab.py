@@ -71,7 +71,10 @@ def test_consolidation_with_real_live_migrations(tmp_path: Path) -> None:
         assert ops.post(f"/v1/plans/{plan_id}/apply").json()["status"] == "running"
         plan = finished_plan(service, plan_id)
         assert plan["status"] == "done", plan["events"]
-        time.sleep(2)  # a couple more heartbeats after the last move
+        wait_for(
+            lambda: all(heartbeats(c)[-1] > before[vm] + 1 for vm, c in cluster.consoles.items()),
+            30, "two more heartbeats from every guest after the last move",
+        )  # fmt: skip
         where = cluster.where()
         assert sorted(where) == ["g1", "g2", "g3", "g4"]
         assert all(len(hosts) == 1 for hosts in where.values()), where  # never twice, never lost
@@ -100,7 +103,12 @@ def test_destination_dies_mid_migration_vm_stays_on_source(tmp_path: Path) -> No
     ):
         ops = service.client(OPERATOR_TOKEN)
         plan_id, order = start_one_migration(service)
-        time.sleep(8.0)  # past the set-up: the memory copy is under way
+
+        def copy_under_way() -> bool:
+            now = service.store.order(order.id)
+            return now is not None and (now.progress_pct or 0) > 0
+
+        wait_for(copy_under_way, 60, "the memory copy to be under way")
         copying = service.store.order(order.id)
         assert copying is not None and copying.progress_pct is not None  # from the libvirt job
         assert 0 < copying.progress_pct < 100
@@ -111,10 +119,8 @@ def test_destination_dies_mid_migration_vm_stays_on_source(tmp_path: Path) -> No
         assert failed.status == "failed" and failed.error.startswith("libvirt: ")
         console = cluster.consoles[order.vm]
         beats = heartbeats(console)[-1]
-        time.sleep(3)
-        assert (
-            heartbeats(console)[-1] > beats and boots(console) == 1
-        )  # still running, never restarted
+        wait_for(lambda: heartbeats(console)[-1] > beats, 30, f"{order.vm} to beat on")
+        assert boots(console) == 1  # still running, never restarted
         source = next(h for h in cluster.hosts if h.name == order.source)
         conn = libvirt.open(source.uri)
         assert conn.lookupByName(order.vm).isActive()  # on its source, as the agent reported
@@ -130,11 +136,16 @@ def test_scheduler_restart_mid_plan_resumes(tmp_path: Path) -> None:
     db, port = tmp_path / "vmpack.db", free_port()
     with (
         lab(tmp_path / "lab", layout) as cluster,
-        agents(f"http://127.0.0.1:{port}", cluster.hosts),
+        agents(f"http://127.0.0.1:{port}", cluster.hosts) as team,
     ):
         with running_service(db, WallClock(), port, slow) as service:
             plan_id, order = start_one_migration(service)
-        time.sleep(3)  # the scheduler is down; the migration goes on, the agents keep trying
+        # The scheduler is down; the migration goes on, the agents keep trying.
+        failed = [agent.status.reports_failed for agent in team]
+        wait_for(
+            lambda: all(a.status.reports_failed > n for a, n in zip(team, failed, strict=True)),
+            30, "every agent to fail a report while the scheduler is down",
+        )  # fmt: skip
         with running_service(db, WallClock(), port, slow) as service:
             plan = finished_plan(service, plan_id)
             assert plan["status"] == "done", plan["events"]

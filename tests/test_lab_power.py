@@ -5,7 +5,6 @@ taken for down nor fenced), and switched on again when a placement finds no room
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import libvirt
@@ -56,7 +55,12 @@ def test_an_empty_host_is_switched_off_and_on_again_when_room_is_needed(tmp_path
             assert states == {"lab1": "up", "lab2": "standby", "lab3": "standby"}
             lab2, lab3 = cluster.hosts[1], cluster.hosts[2]
             assert not answers(lab2.uri) and not answers(lab3.uri)  # really off
-            time.sleep(6)  # past the time a silent host is taken for down: standby is expected
+
+            def silent_past_down() -> bool:  # a silent host is taken for down after 4 s
+                return all(h["report_age_s"] > 5.0 for h in ops.get("/v1/hosts").json()
+                           if h["name"] in ("lab2", "lab3"))  # fmt: skip
+
+            wait_for(silent_past_down, 30, "lab2 and lab3 to be silent past the down time")
             hosts = {h["name"]: h for h in ops.get("/v1/hosts").json()}
             assert {n: h["state"] for n, h in hosts.items()}["lab2"] == "standby"
             assert all(h["fencing"] is None for h in hosts.values())

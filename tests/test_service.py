@@ -318,6 +318,17 @@ def test_a_bound_agent_token_acts_for_its_host_only(tmp_path: Path) -> None:
         assert 'vmpack_reports_received_total{outcome="rejected"} 1.0' in metrics
 
 
+def test_agents_report_each_vms_cpu_usage_from_their_second_probe_on(tmp_path: Path) -> None:
+    with running_service(tmp_path / "vmpack.db") as service:
+        team = reported(tmp_path, service)
+        ops = service.client(OPERATOR_TOKEN)
+        assert all(v["usage"] == {} for v in ops.get("/v1/vms").json())  # one probe: no interval
+        assert all(agent.beat() for agent in team)
+        usage = {v["name"]: v["usage"] for v in ops.get("/v1/vms").json()}
+        assert sorted(usage) == ["cache1", "db1", "web1", "web2"]
+        assert all(0.0 <= u["cpu"] <= 1.0 for u in usage.values()), usage
+
+
 def test_agent_reports_at_once_when_a_domain_changes(tmp_path: Path) -> None:
     import threading
 

@@ -5,7 +5,15 @@ config, state and run directories (bind-mounted over /etc/libvirt and friends in
 namespace, so the machine's own libvirt is never touched), its own ``host_uuid`` (libvirt
 refuses to migrate between hosts with equal UUIDs), its own TCP port and QEMU migration port
 range. QEMU runs as root without cgroups or virtlogd, which this kind of machine lacks.
-Everything started is stopped by pid, never by name.
+
+The lab must never harm the machine it runs on. Everything started is stopped by pid, never
+by name, and only once the process behind the pid is checked to be ours: its command line
+names this host's pid file (libvirtd) or the guest (QEMU), and it started before its pid file
+was written, so a pid reused by another process is left alone. A libvirtd that starts
+reconnects to every guest its ``run/qemu`` status names and, when that QEMU is gone, stops it
+by the pid recorded there; a host that really lost power boots with an empty ``/run``, so the
+status of guests whose QEMU is not running is cleared before libvirtd starts (and after it
+stops).
 """
 
 from __future__ import annotations
@@ -96,6 +104,7 @@ def _write_config(host: LabHost) -> None:
 def start(host: LabHost, timeout_s: float = 30.0) -> None:
     ensure_qemu_user()
     _write_config(host)
+    clear_stale_status(host)
     for target in MOUNTS.values():
         Path(target).mkdir(parents=True, exist_ok=True)
     binds = "\n".join(f"mount --bind {host.root / sub} {target}" for sub, target in MOUNTS.items())
@@ -120,33 +129,84 @@ def start(host: LabHost, timeout_s: float = 30.0) -> None:
 
 def stop(host: LabHost) -> None:
     """Stop this host's guests (QEMU outlives libvirtd), then its libvirtd."""
-    for pid_file in (host.root / "run" / "qemu").glob("*.pid"):
-        if pid_file.name != "driver.pid":
-            _kill_if(pid_file, "qemu-system")
-    _kill_if(host.root / "libvirtd.pid", "libvirtd", wait_s=10.0)
+    for pid_file in _guest_pid_files(host):
+        _kill_if(pid_file, _guest_marks(pid_file))
+    _kill_if(host.root / "libvirtd.pid", _libvirtd_marks(host), wait_s=10.0)
+    clear_stale_status(host)
 
 
 def kill_guests(host: LabHost) -> list[int]:
     """What a host failure looks like from outside: its guests' QEMU processes die."""
-    return [pid for f in (host.root / "run" / "qemu").glob("*.pid") if f.name != "driver.pid"
-            if (pid := _kill_if(f, "qemu-system", sig=signal.SIGKILL))]  # fmt: skip
+    return [pid for f in _guest_pid_files(host)
+            if (pid := _kill_if(f, _guest_marks(f), sig=signal.SIGKILL))]  # fmt: skip
 
 
 def power_loss(host: LabHost) -> None:
     """The host loses power: libvirtd and every guest die at once, with no word to anyone
     (the agent's last report still shows the guests running)."""
-    _kill_if(host.root / "libvirtd.pid", "libvirtd", sig=signal.SIGKILL)
+    _kill_if(host.root / "libvirtd.pid", _libvirtd_marks(host), sig=signal.SIGKILL)
     kill_guests(host)
 
 
-def _kill_if(pid_file: Path, expected: str, sig: int = signal.SIGTERM, wait_s: float = 5.0) -> int:
+def clear_stale_status(host: LabHost) -> list[str]:
+    """Forget the guests whose QEMU is not running (status XML and pid file), as a host that
+    boots after a power loss has forgotten them; returns their names."""
+    cleared = []
+    for pid_file in _guest_pid_files(host):
+        if not _owned_pid(pid_file, _guest_marks(pid_file)):
+            pid_file.unlink(missing_ok=True)
+            pid_file.with_suffix(".xml").unlink(missing_ok=True)
+            cleared.append(pid_file.stem)
+    return cleared
+
+
+def _guest_pid_files(host: LabHost) -> list[Path]:
+    run = host.root / "run" / "qemu"
+    return [f for f in sorted(run.glob("*.pid")) if f.name != "driver.pid"]
+
+
+def _guest_marks(pid_file: Path) -> tuple[bytes, ...]:
+    return b"qemu-system", f"guest={pid_file.stem},".encode()
+
+
+def _libvirtd_marks(host: LabHost) -> tuple[bytes, ...]:
+    return b"libvirtd", str(host.root / "libvirtd.pid").encode()
+
+
+def _owned_pid(pid_file: Path, marks: tuple[bytes, ...]) -> int:
+    """The pid in ``pid_file`` if that process is the one the file speaks of, else 0: its
+    command line carries every mark, and it started before the file was last written (a pid
+    reused later belongs to a younger process)."""
     try:
         pid = int(pid_file.read_text().strip())
+        written = pid_file.stat().st_mtime
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        started = _start_time(pid)
     except (OSError, ValueError):
         return 0
-    if expected.encode() not in cmdline:
-        return 0  # the pid was reused by something else: leave it alone
+    if pid <= 1 or not all(mark in cmdline for mark in marks):
+        return 0
+    return pid if started <= written + 1.0 else 0  # boot time is whole seconds
+
+
+def _start_time(pid: int) -> float:
+    """When process ``pid`` started, in seconds since the epoch."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = int(fields[19])  # field 22 of stat, counted after the command name
+    boot = next(
+        float(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime ")
+    )
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _kill_if(
+    pid_file: Path, marks: tuple[bytes, ...], sig: int = signal.SIGTERM, wait_s: float = 5.0
+) -> int:
+    pid = _owned_pid(pid_file, marks)
+    if not pid:
+        return 0  # gone, or the pid was reused by something else: leave it alone
     os.kill(pid, sig)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():

@@ -29,6 +29,7 @@ class DomainIn(Strict):
     cpu_time_ns: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
     definition: Annotated[str, Field(max_length=256 * 1024)] = ""
+    cpu_usage: Annotated[float, Field(ge=0, le=1)] | None = None
 
 
 class ReportIn(Strict):

@@ -66,6 +66,7 @@ def snapshot(
                 vm_name,
                 {VCPUS: domain.vcpus, MEMORY: domain.memory_mib, DISK: domain.disk_mib},
                 host,
+                usage={} if domain.cpu_usage is None else {"cpu": domain.cpu_usage},
                 priority=domain.priority,
             )
         )

@@ -52,6 +52,9 @@ def router(runtime: Runtime) -> APIRouter:
     @routes.get("/v1/vms")
     def vms() -> list[dict[str, Any]]:
         cluster = runtime.cluster()
-        return [{"name": v.name, "host": v.host, "demand": dict(v.demand)} for v in cluster.vms]
+        return [
+            {"name": v.name, "host": v.host, "demand": dict(v.demand), "usage": dict(v.usage)}
+            for v in cluster.vms
+        ]
 
     return routes
