@@ -20,7 +20,7 @@ from scheduler.placement.evaluate import indicators, score
 from scheduler.placement.packer import Packer, place_pending
 from scheduler.solver import lns
 from scheduler.solver.bounds import active_hosts_lower_bound
-from scheduler.solver.closing.on_cluster import STEPS_PER_SECOND, fewer_hosts
+from scheduler.solver.closing.on_cluster import STEPS_PER_SECOND, close_hosts_of
 from scheduler.solver.closing.packing import Budget
 from scheduler.solver.cpsat.encoding import Encoding, Scope
 from scheduler.solver.cpsat.solve import SolveStatus, solve
@@ -89,7 +89,7 @@ def decide(
         _report(options, "closing hosts", 0.0)
         steps = int(STEPS_PER_SECOND * closing) if settings.deterministic else None
         budget = Budget(started + closing, steps)
-        start = _fewest_hosts(cluster, goal, start, budget, settings.seed, lp_bound)
+        start = _closed_hosts(cluster, goal, start, budget, settings.seed, lp_bound)
     if lp_bound and _at_bound(cluster, goal, start, lp_bound):
         took = time.monotonic() - started
         return Decision(goal, cluster, start, SolveStatus.OPTIMAL, lp_bound, took, "dive")
@@ -208,7 +208,7 @@ def _closing_time(cluster: Cluster, goal: Goal, time_limit_s: float) -> float:
     return time_limit_s * (0.8 if nothing_runs and large else 0.5)
 
 
-def _fewest_hosts(
+def _closed_hosts(
     cluster: Cluster,
     goal: Goal,
     start: dict[str, str | None],
@@ -217,7 +217,7 @@ def _fewest_hosts(
     known_bound: int,
 ) -> dict[str, str | None]:
     """The start, or a packing on fewer hosts that stays within the move budget."""
-    tighter = fewer_hosts(cluster, start, budget, seed, known_bound)
+    tighter = close_hosts_of(cluster, start, budget, seed, known_bound)
     if _within_budget(cluster, tighter) and score(cluster, goal, tighter) < score(
         cluster, goal, start
     ):

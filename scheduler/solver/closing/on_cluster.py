@@ -1,4 +1,4 @@
-"""The host-closing search (``elimination``) applied to a cluster snapshot.
+"""Closing hosts on a cluster snapshot: the search of ``search.py`` over the snapshot's arrays.
 
 Only VMs that no rule ties to other VMs take part: a VM under affinity, anti-affinity or
 spread, or under any soft rule, stays where it is, and its load stays on its host. Hard pins
@@ -22,7 +22,7 @@ from scheduler.solver.closing.search import close_hosts
 STEPS_PER_SECOND = 2_000  # repeatable runs count steps, about as many as a second allows here
 
 
-def fewer_hosts(
+def close_hosts_of(
     cluster: Cluster,
     placement: Mapping[str, str | None],
     budget: Budget,

@@ -15,7 +15,7 @@ Then, step by step, bring pool VMs back onto open hosts:
 - an ejected VM may not return to that host for a few steps (the tabu list), which keeps
   the search from undoing its own moves.
 
-The steps run compiled (``tabu_steps.py``); this module chooses the hosts to close and
+The steps run compiled (``steps.py``); this module chooses the hosts to close and
 runs the exact repacks between them. When the pool has not shrunk for a while, an exact
 repack (``repack.py``, CP-SAT) looks at the pool and a few roomy hosts at once.
 
@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from scheduler.solver.closing import steps as tabu_steps
+from scheduler.solver.closing import steps
 from scheduler.solver.closing.packing import Budget, Packing, active_count
 from scheduler.solver.closing.repack import repack
 
@@ -78,21 +78,21 @@ class _Search:
     def __init__(self, packing: Packing, assignment: np.ndarray, rng: np.random.Generator):
         self.p = packing
         self.rng = rng
-        self.s = tabu_steps.arrays_for(
+        self.s = steps.arrays_for(
             packing.sizes, packing.room, packing.allowed, assignment, packing.always_on
         )
-        tabu_steps.seed(int(rng.integers(1 << 30)))
+        steps.seed(int(rng.integers(1 << 30)))
 
     def reopened(self) -> np.ndarray | None:
         """The packing this try ends on, the closed hosts open again, if the pool fits back."""
-        return self.s.at.copy() if tabu_steps.reopen(self.s) else None
+        return self.s.at.copy() if steps.reopen(self.s) else None
 
     def members(self, host: int) -> np.ndarray:
         return self.s.members[host, : self.s.held[host]]
 
     @property
     def pool(self) -> np.ndarray:
-        return self.s.pool[: self.s.counters[tabu_steps.POOL]]
+        return self.s.pool[: self.s.counters[steps.POOL]]
 
     def close_one(self, deadline: float, steps_left: list[int], failures: int) -> np.ndarray | None:
         """Close hosts and search until the pool fits; the first try closes the least-loaded
@@ -106,21 +106,21 @@ class _Search:
         if failures:
             choice = closable[: CLOSED + 2 * failures]
             closable = self.rng.choice(choice, min(CLOSED, len(choice)), replace=False)
-        s = self.s = tabu_steps.close(s, closable[:CLOSED])
+        s = self.s = steps.close(s, closable[:CLOSED])
         patience = max(STALL_STEPS, 20 * len(s.at))
         chunk = 16
         while time.monotonic() < deadline and steps_left[0] > 0:
             started = time.monotonic()
-            stop, taken = tabu_steps.run_steps(s, min(chunk, steps_left[0]), patience, REPACK_AFTER)
+            stop, taken = steps.run_steps(s, min(chunk, steps_left[0]), patience, REPACK_AFTER)
             steps_left[0] -= taken
             took = time.monotonic() - started
             if took < CHUNK_SECONDS / 2:
                 chunk *= 2
             elif took > 2 * CHUNK_SECONDS and chunk > 1:
                 chunk //= 2  # steps grow dearer as the pool grows
-            if stop == tabu_steps.FOUND or (stop == tabu_steps.WANTS_REPACK and self._repack()):
+            if stop == steps.FOUND or (stop == steps.WANTS_REPACK and self._repack()):
                 return s.at
-            if stop == tabu_steps.STALLED:
+            if stop == steps.STALLED:
                 break
         return None
 
@@ -149,7 +149,7 @@ class _Search:
             return False
         for host in chosen:
             for vm in self.members(host).copy():
-                tabu_steps.take_out(s, vm)
+                steps.take_out(s, vm)
         for vm, host in homes.items():
-            tabu_steps.put(s, vm, host)
+            steps.put(s, vm, host)
         return True

@@ -1,6 +1,6 @@
-"""The inner loop of the host-closing search (``elimination.py``), compiled with numba.
+"""The inner loop of the host-closing search (``search.py``), compiled with numba.
 
-One step brings pool VMs back onto open hosts and ejects others (see ``elimination.py``
+One step brings pool VMs back onto open hosts and ejects others (see ``search.py``
 for the search itself). A step weighs every way to make room on every open host for every
 pool VM and some pairs of them: hundreds of thousands of small checks, which run a hundred
 times faster compiled than as array expressions rebuilt at each step. The search state is

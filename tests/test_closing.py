@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler.placement.state import PlacementState
-from scheduler.solver.closing import steps as tabu_steps
-from scheduler.solver.closing.on_cluster import fewer_hosts
+from scheduler.solver.closing import steps
+from scheduler.solver.closing.on_cluster import close_hosts_of
 from scheduler.solver.closing.packing import Budget, Packing, active_count
 from scheduler.solver.closing.repack import repack
 from scheduler.solver.closing.search import close_hosts
@@ -131,7 +131,7 @@ def test_vms_tied_by_rules_stay_and_pins_hold() -> None:
     ]
     cluster = cluster_of({"name": "tied", "hosts": hosts, "vms": vms, "rules": rules})
     start = cluster.current_placement
-    found = fewer_hosts(cluster, start, Budget(time.monotonic() + 60, 2000))
+    found = close_hosts_of(cluster, start, Budget(time.monotonic() + 60, 2000))
     assert found["v0"] == "h0" and found["v1"] == "h1"
     assert found["v2"] in ("h2", "h3")
     used = {h for h in found.values() if h is not None}
@@ -164,22 +164,20 @@ def test_the_compiled_steps_keep_their_books(case: tuple[Packing, np.ndarray], s
     the VMs are, and no step puts a VM where it may not go or where it does not fit; nor
     does giving up, when the pool goes back onto the reopened hosts."""
     packing, start = case
-    s = tabu_steps.arrays_for(
-        packing.sizes, packing.room, packing.allowed, start, packing.always_on
-    )
-    tabu_steps.seed(seed)
-    s = tabu_steps.close(s, np.flatnonzero(s.is_open & ~packing.always_on)[:3])
+    s = steps.arrays_for(packing.sizes, packing.room, packing.allowed, start, packing.always_on)
+    steps.seed(seed)
+    s = steps.close(s, np.flatnonzero(s.is_open & ~packing.always_on)[:3])
     for _ in range(30):
-        stop, _taken = tabu_steps.run_steps(s, 1, 1000, 7)
+        stop, _taken = steps.run_steps(s, 1, 1000, 7)
         _assert_books_agree(packing, s)
-        if stop == tabu_steps.FOUND:
+        if stop == steps.FOUND:
             return
-    if tabu_steps.reopen(s):
+    if steps.reopen(s):
         assert (s.at >= 0).all()
     _assert_books_agree(packing, s)
 
 
-def _assert_books_agree(packing: Packing, s: tabu_steps.Arrays) -> None:
+def _assert_books_agree(packing: Packing, s: steps.Arrays) -> None:
     placed = s.at >= 0
     load = np.zeros_like(packing.room)
     np.add.at(load, s.at[placed], packing.sizes[placed])
@@ -187,4 +185,4 @@ def _assert_books_agree(packing: Packing, s: tabu_steps.Arrays) -> None:
     assert packing.allowed[np.flatnonzero(placed), s.at[placed]].all()
     for host in range(len(packing.room)):
         assert sorted(s.members[host, : s.held[host]]) == list(np.flatnonzero(s.at == host))
-    assert sorted(s.pool[: s.counters[tabu_steps.POOL]]) == list(np.flatnonzero(~placed))
+    assert sorted(s.pool[: s.counters[steps.POOL]]) == list(np.flatnonzero(~placed))
