@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from scheduler.engine import decide_plan
 from scheduler.model import Goal, active_hosts
 from scheduler.placement.explain import why_not_placed
@@ -138,3 +140,14 @@ def test_deterministic_settings_give_the_same_answer_twice() -> None:
     first = decide_plan(cluster, Goal.CONSOLIDATE, (), options).decision
     second = decide_plan(cluster, Goal.CONSOLIDATE, (), options).decision
     assert first.placement == second.placement and first.iterations == second.iterations
+
+
+@pytest.mark.parametrize("goal", list(Goal))
+def test_every_goal_on_an_empty_cluster_is_an_empty_plan(goal: Goal) -> None:
+    """A service that has heard from no host yet, or whose hosts run nothing, decides too."""
+    for cluster in (
+        cluster_of({"name": "none", "hosts": [], "vms": []}),
+        cluster_of({"name": "idle", "hosts": hosts(2), "vms": []}),
+    ):
+        outcome = decide_plan(cluster, goal)
+        assert not outcome.plan.moves and outcome.after.active_hosts == 0

@@ -15,6 +15,7 @@ from scheduler.engine import plan_from_json
 from scheduler.model import HaPolicy, HostState, Policy
 from scheduler.planning.autopilot import AutomationPolicy
 from scheduler.planning.check import check_plan
+from scheduler.planning.status import PlanStatus
 from scheduler.service.loops.failover import FencingPolicy
 from scheduler.service.loops.power import PowerPolicy
 from scheduler.service.server import Listen
@@ -797,7 +798,9 @@ def test_host_power_keeps_hosts_a_proposed_plan_would_fill(tmp_path: Path) -> No
         )
         service.power.tick()  # kvm-03 is empty, but the proposed plan would fill it
         assert not log.exists()
-        service.store.set_plan_status(plan, "cancelled", 1.0, "cancelled by the operator")
+        service.store.move_plan(
+            plan, {PlanStatus.PROPOSED}, PlanStatus.CANCELLED, 1.0, "cancelled by the operator"
+        )
         service.power.tick()
         assert log.read_text() == "off kvm-03\n"
 

@@ -29,8 +29,9 @@ class Packer:
         self.index = {h: i for i, h in enumerate(self.hosts)}
         self.resources = list(cluster.resources)
         capacity = [[h.capacity.get(r, 0) for r in self.resources] for h in cluster.hosts]
-        self.capacity = np.array(capacity, dtype=np.int64)
-        self.scale = np.maximum(self.capacity.max(axis=0), 1).astype(np.float64)
+        shape = (len(self.hosts), len(self.resources))  # also with no host at all
+        self.capacity = np.array(capacity, dtype=np.int64).reshape(shape)
+        self.scale = np.maximum(self.capacity.max(axis=0, initial=0), 1).astype(np.float64)
         self.free = self.capacity.copy()
         for i, host in enumerate(self.hosts):
             self.free[i] -= self._vector(self.state.load[host])

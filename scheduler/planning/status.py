@@ -21,3 +21,21 @@ class PlanStatus(enum.StrEnum):
 
 
 FINISHED = frozenset({PlanStatus.DONE, PlanStatus.FAILED, PlanStatus.CANCELLED})
+
+# Where a plan may go from each status; anything else is refused by the store.
+NEXT: dict[PlanStatus, frozenset[PlanStatus]] = {
+    PlanStatus.PROPOSED: frozenset({PlanStatus.APPROVED, PlanStatus.RUNNING, PlanStatus.CANCELLED}),
+    PlanStatus.APPROVED: frozenset({PlanStatus.RUNNING, PlanStatus.CANCELLED}),
+    PlanStatus.RUNNING: FINISHED,
+    PlanStatus.DONE: frozenset(),
+    PlanStatus.FAILED: frozenset(),
+    PlanStatus.CANCELLED: frozenset(),
+}
+
+
+class PlanConflict(Exception):
+    """A plan was not where a change expected it: another caller moved it first."""
+
+    def __init__(self, plan_id: int, status: str, wanted: str) -> None:
+        super().__init__(f"status: cannot make plan {plan_id} {wanted}: it is {status}")
+        self.plan_id, self.status, self.wanted = plan_id, PlanStatus(status), wanted

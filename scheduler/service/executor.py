@@ -21,6 +21,7 @@ from typing import Any
 
 from scheduler.model import Cluster, HostState
 from scheduler.placement.state import PlacementState
+from scheduler.planning.status import PlanStatus
 from scheduler.planning.waves import starting_placement
 from scheduler.service.records import OrderRecord
 from scheduler.service.store import OPEN_ORDERS, Store
@@ -135,18 +136,28 @@ class Executor:
         # Set by the service: decide a failed plan's goal again (the ``replan`` policy).
         self.replan: Callable[[int, list[str]], object] = lambda _plan, _failed: None
         self._stopping = threading.Event()  # the service is going away: plans stay "running"
+        # Guards the maps above, and makes a cancel and the issuing of orders exclusive:
+        # once ``cancel`` returns, the plan issues no new order.
+        self._lock = threading.Lock()
 
     def start(self, plan_id: int) -> None:
-        self._cancel[plan_id] = threading.Event()
-        thread = threading.Thread(
-            target=self._run, args=(plan_id,), daemon=True, name=f"plan-{plan_id}"
-        )
-        self._threads[plan_id] = thread
-        thread.start()
+        """Follow a running plan; a plan already followed is not followed twice."""
+        with self._lock:
+            running = self._threads.get(plan_id)
+            if running is not None and running.is_alive():
+                return
+            self._cancel.setdefault(plan_id, threading.Event())
+            thread = threading.Thread(
+                target=self._run, args=(plan_id,), daemon=True, name=f"plan-{plan_id}"
+            )
+            self._threads[plan_id] = thread
+            thread.start()
 
     def cancel(self, plan_id: int) -> None:
-        if plan_id in self._cancel:
-            self._cancel[plan_id].set()
+        """Stop a running plan: no order is issued after this returns; open ones are
+        cancelled and the plan ends ``cancelled``. Also when it is not followed yet."""
+        with self._lock:
+            self._cancel.setdefault(plan_id, threading.Event()).set()
 
     def resume(self) -> list[int]:
         """After a restart: carry on with every plan that was running."""
@@ -157,14 +168,18 @@ class Executor:
         return running
 
     def join(self, plan_id: int, timeout: float) -> None:
-        self._threads[plan_id].join(timeout)
+        with self._lock:
+            thread = self._threads[plan_id]
+        thread.join(timeout)
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         """Stop following plans without ending them: the next scheduler resumes them."""
         self._stopping.set()
-        for cancel in self._cancel.values():
+        with self._lock:
+            events, threads = list(self._cancel.values()), list(self._threads.values())
+        for cancel in events:
             cancel.set()  # wakes the loops, which see _stopping first
-        for thread in self._threads.values():
+        for thread in threads:
             thread.join(timeout_s)
 
     def _run(self, plan_id: int) -> None:
@@ -182,7 +197,8 @@ class Executor:
         moves = planned_moves(record.document)
         on_failure = record.document.get("on_failure", self.policy.on_failure)
         failures: list[str] = []
-        cancel = self._cancel[plan_id]
+        with self._lock:
+            cancel = self._cancel[plan_id]
         while not self._stopping.is_set():
             orders = self._expire(self.store.orders(plan_id=plan_id))
             by_move = {int(o.details.get("move", -1)): o for o in orders}
@@ -205,15 +221,24 @@ class Executor:
                 self._finish(plan_id, "failed" if failures else "done", why)
                 return
             else:
-                self._advance(plan_id, moves, by_move, remaining, in_flight, failures)
+                self._advance(plan_id, moves, by_move, remaining, in_flight, failures, cancel)
             cancel.wait(self.policy.tick_s)
 
     def _advance(
         self, plan_id: int, moves: list[PlannedMove], by_move: Mapping[int, OrderRecord],
         remaining: list[PlannedMove], in_flight: list[PlannedMove], failures: list[str],
+        cancel: threading.Event,
     ) -> None:  # fmt: skip
         cluster = self._with_done_moves(self.snapshot(), moves, by_move)
         decision = next_moves(cluster, remaining, in_flight)
+        with self._lock:  # a cancel waits for these orders, or comes before and stops them
+            if not cancel.is_set():
+                self._issue(plan_id, decision, remaining, in_flight, failures)
+
+    def _issue(
+        self, plan_id: int, decision: Decision, remaining: list[PlannedMove],
+        in_flight: list[PlannedMove], failures: list[str],
+    ) -> None:  # fmt: skip
         now = self.clock()
         for move in decision.already_done:
             self.store.add_plan_event(plan_id, now, f"{move.vm} already on {move.target}")
@@ -260,9 +285,10 @@ class Executor:
         found = []
         for order in orders:
             key = (order.id, order.status)
-            if order.status not in ("failed", "succeeded") or key in self._reported:
-                continue
-            self._reported.add(key)
+            with self._lock:
+                if order.status not in ("failed", "succeeded") or key in self._reported:
+                    continue
+                self._reported.add(key)
             if not order.details.get("already_there"):  # nothing moved: not a migration
                 self.on_outcome(order.kind, order.status)
             if order.status == "failed":
@@ -287,4 +313,7 @@ class Executor:
                 self.store.update_order(order.id, "cancelled", self.clock(), error=why)
 
     def _finish(self, plan_id: int, status: str, why: str) -> None:
-        self.store.set_plan_status(plan_id, status, self.clock(), f"{status}: {why}")
+        ending = PlanStatus(status)
+        self.store.move_plan(
+            plan_id, {PlanStatus.RUNNING}, ending, self.clock(), f"{status}: {why}"
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from agents.report import HostReport
 from scheduler.model import HostState
-from scheduler.planning.status import PlanStatus
+from scheduler.planning.status import NEXT, PlanConflict, PlanStatus
 from scheduler.service.records import Claim, Fencing, OrderRecord, PlanRecord
 
 SCHEMA = """
@@ -88,7 +88,14 @@ class Store(Protocol):
     def add_plan(self, goal: str, document: dict[str, Any], at: float) -> int: ...
     def plan(self, plan_id: int) -> PlanRecord | None: ...
     def plans(self) -> list[PlanRecord]: ...
-    def set_plan_status(self, plan_id: int, status: str, at: float, event: str) -> None: ...
+    def move_plan(
+        self,
+        plan_id: int,
+        expected: Collection[PlanStatus],
+        status: PlanStatus,
+        at: float,
+        event: str,
+    ) -> None: ...
     def add_plan_event(self, plan_id: int, at: float, event: str) -> None: ...
     def plan_events(self, plan_id: int) -> list[tuple[float, str]]: ...
     def add_order(
@@ -108,19 +115,41 @@ class Store(Protocol):
 
 
 class SqliteStore:
+    """Each thread reads and writes through a connection of its own (WAL lets readers run
+    beside the one writer); writes take one lock and an immediate transaction."""
+
     def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._path = str(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
         self._lock = threading.Lock()  # one writer at a time across service threads
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(orders)")}
         if "progress_pct" not in columns:  # a store written before progress was kept
             self._db.execute("ALTER TABLE orders ADD COLUMN progress_pct REAL")
         self._parsed: dict[str, tuple[str, HostReport]] = {}  # host -> (its JSON, parsed)
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection, opened at its first use."""
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA busy_timeout=10000")
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
     def close(self) -> None:
-        self._db.close()
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -230,14 +259,21 @@ class SqliteStore:
         ).fetchall()
         return [_plan(r) for r in rows]
 
-    def set_plan_status(self, plan_id: int, status: str, at: float, event: str) -> None:
-        """Record a plan's new status and why (the event, kept in order)."""
-        if status not in set(PlanStatus):
-            raise ValueError(f"status: unknown plan status '{status}'")
+    def move_plan(
+        self, plan_id: int, expected: Collection[PlanStatus], status: PlanStatus, at: float,
+        event: str,
+    ) -> None:  # fmt: skip
+        """Compare and set: the plan takes ``status`` (and the event, kept in order) only if
+        its status is one of ``expected`` and ``NEXT`` allows the step; otherwise nothing
+        changes and ``PlanConflict`` says what it is. Of racing callers, exactly one wins."""
         with self._transaction() as db:
-            updated = db.execute("UPDATE plans SET status = ? WHERE id = ?", (status, plan_id))
-            if updated.rowcount != 1:
+            row = db.execute("SELECT status FROM plans WHERE id = ?", (plan_id,)).fetchone()
+            if row is None:
                 raise KeyError(f"plan {plan_id} does not exist")
+            current = PlanStatus(row[0])
+            if current not in expected or status not in NEXT[current]:
+                raise PlanConflict(plan_id, current, status)
+            db.execute("UPDATE plans SET status = ? WHERE id = ?", (status, plan_id))
             db.execute(
                 "INSERT INTO plan_events (plan_id, at, event) VALUES (?, ?, ?)",
                 (plan_id, at, event),

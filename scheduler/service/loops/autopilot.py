@@ -13,16 +13,22 @@ most ``MAX_REPLANS`` times in a row.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from scheduler.engine import Outcome, decide_plan, plan_to_json
 from scheduler.model import Cluster, Goal
 from scheduler.planning.autopilot import AutomationPolicy, consider, held_in_place
+from scheduler.planning.status import PlanConflict, PlanStatus
 from scheduler.service.loops.ticker import Ticker
 from scheduler.service.records import OrderRecord, PlanRecord
 from scheduler.service.store import Store
 from scheduler.solver.options import SearchOptions
+
+log = logging.getLogger("vmpack.autopilot")
 
 MAX_REPLANS = 3
 HOUR_S = 3600.0
@@ -42,6 +48,7 @@ class Autopilot:
         self.store, self.snapshot, self.clock, self.policy = store, snapshot, clock, policy
         self.start_plan, self.on_decided, self.options = start_plan, on_decided, options
         self._last: float | None = None
+        self._deciding = threading.Lock()  # one consolidation decided at a time
         self._ticker = Ticker("autopilot", self.tick)
 
     def start(self, tick_s: float) -> None:
@@ -53,6 +60,10 @@ class Autopilot:
 
     def tick(self) -> int | None:
         """The id of the plan created now, if any."""
+        with self._deciding:
+            return self._decide()
+
+    def _decide(self) -> int | None:
         now = self.clock()
         if self._last is not None and now - self._last < self.policy.interval_s:
             return None
@@ -64,16 +75,18 @@ class Autopilot:
         outcome = consider(self.snapshot(), self.policy, moved_last_hour, cooling, self.options)
         for plan in plans:
             if plan.status == "proposed" and plan.document.get("by") == "autopilot":
-                self.store.set_plan_status(plan.id, "cancelled", now, "superseded")
+                # An operator may approve it meanwhile: then it stands, and this gives way.
+                with contextlib.suppress(PlanConflict):
+                    self.store.move_plan(
+                        plan.id, {PlanStatus.PROPOSED}, PlanStatus.CANCELLED, now, "superseded"
+                    )
         if outcome is None:
             return None
         document = plan_to_json(outcome) | {"evacuate": [], "by": "autopilot", "not_placed": {}}
         self.on_decided("consolidate", outcome)
         plan_id = self.store.add_plan("consolidate", document, now)
         if self.policy.level == "automatic":
-            self.store.set_plan_status(plan_id, "approved", now, "approved automatically")
-            self.store.set_plan_status(plan_id, "running", now, "applied automatically")
-            self.start_plan(plan_id)
+            self._approve_and_run(plan_id, now, "approved automatically", "applied automatically")
         return plan_id
 
     def _recent_moves(self, plans: list[PlanRecord], now: float) -> tuple[int, set[str]]:
@@ -105,11 +118,21 @@ class Autopilot:
             "not_placed": {}, "by": record.document.get("by", "operator"),
         }  # fmt: skip
         new_id = self.store.add_plan(record.goal, document, now)
-        self.store.set_plan_status(new_id, "approved", now, f"re-planned after plan {plan_id}")
-        self.store.set_plan_status(new_id, "running", now, f"holding {', '.join(held)} in place")
+        self._approve_and_run(
+            new_id, now, f"re-planned after plan {plan_id}", f"holding {', '.join(held)} in place"
+        )
         self.store.add_plan_event(plan_id, now, f"re-planned as plan {new_id}")
-        self.start_plan(new_id)
         return new_id
+
+    def _approve_and_run(self, plan_id: int, now: float, approved: str, running: str) -> None:
+        """A plan of its own, just made: approved and started, unless cancelled meanwhile."""
+        try:
+            self.store.move_plan(plan_id, {PlanStatus.PROPOSED}, PlanStatus.APPROVED, now, approved)
+            self.store.move_plan(plan_id, {PlanStatus.APPROVED}, PlanStatus.RUNNING, now, running)
+        except PlanConflict as conflict:
+            log.info("plan %s not started: %s", plan_id, conflict)
+            return
+        self.start_plan(plan_id)
 
 
 def _a_migration_done(order: OrderRecord) -> bool:

@@ -25,6 +25,7 @@ from typing import Any
 from scheduler.engine import plan_to_json
 from scheduler.ha.failover import Failover, decide_failover
 from scheduler.model import Cluster, HostState
+from scheduler.planning.status import PlanStatus
 from scheduler.service.loops.reserve_cache import fingerprint
 from scheduler.service.loops.ticker import Ticker
 from scheduler.service.records import Fencing
@@ -156,12 +157,10 @@ class FailoverWatch:
         now = self.clock()
         plan_id = self.store.add_plan("failover", document, now)
         hosts = ", ".join(sorted(fenced))
-        self.store.set_plan_status(
-            plan_id,
-            "running",
-            now,
+        self.store.move_plan(
+            plan_id, {PlanStatus.PROPOSED}, PlanStatus.RUNNING, now,
             f"running: {hosts} fenced; restarting {len(result.restarts)} VMs",
-        )
+        )  # fmt: skip
         for _vm, why in sorted(result.not_restarted.items()):
             self.store.add_plan_event(plan_id, now, f"not restarted: {why}")
         self.start_plan(plan_id)

@@ -11,21 +11,19 @@ from scheduler.engine import decide_plan, plan_to_json
 from scheduler.model import Cluster, Goal
 from scheduler.placement.explain import why_not_placed
 from scheduler.planning.maintenance import evacuated_from, move_back
-from scheduler.planning.status import PlanStatus
+from scheduler.planning.status import PlanConflict, PlanStatus
 from scheduler.service.api_models import PlanIn
 from scheduler.service.auth import Role, requires
 from scheduler.service.runtime import Runtime
 from scheduler.solver.cpsat.solve import SolverSettings, SolveStatus
 from scheduler.solver.options import SearchOptions
 
-# action -> (the statuses it may start from, the status it leads to)
+# action -> (the statuses it may start from, the status it leads to). A running plan is
+# cancelled by its executor, which stops issuing orders and records the end.
 TRANSITIONS = {
     "approve": ({PlanStatus.PROPOSED}, PlanStatus.APPROVED),
     "apply": ({PlanStatus.APPROVED}, PlanStatus.RUNNING),
-    "cancel": (
-        {PlanStatus.PROPOSED, PlanStatus.APPROVED, PlanStatus.RUNNING},
-        PlanStatus.CANCELLED,
-    ),
+    "cancel": ({PlanStatus.PROPOSED, PlanStatus.APPROVED}, PlanStatus.CANCELLED),
 }
 
 
@@ -81,18 +79,20 @@ def router(runtime: Runtime) -> APIRouter:
     def transition(plan_id: int, action: str) -> dict[str, Any]:
         if action not in TRANSITIONS:
             raise HTTPException(404, f"action: unknown action '{action}' (approve, apply, cancel)")
-        record = store.plan(plan_id)
-        if record is None:
-            raise HTTPException(404, f"plan: no plan {plan_id}")
-        allowed_from, target = TRANSITIONS[action]
-        if record.status not in allowed_from:
-            raise HTTPException(409, f"status: cannot {action} a plan that is {record.status}")
-        if record.status == PlanStatus.RUNNING:  # the executor stops it, records the outcome
-            runtime.executor.cancel(plan_id)
-            return {"id": plan_id, "status": "cancelling"}
         if action == "apply" and config.automation.level == "recommend":
             raise HTTPException(409, "automation: level recommend: plans are not carried out")
-        store.set_plan_status(plan_id, target, at=config.clock(), event=target)
+        allowed_from, target = TRANSITIONS[action]
+        try:  # compare and set: of racing calls, exactly one wins; the others get 409
+            store.move_plan(plan_id, allowed_from, target, config.clock(), event=target)
+        except KeyError:
+            raise HTTPException(404, f"plan: no plan {plan_id}") from None
+        except PlanConflict as conflict:
+            if action == "cancel" and conflict.status is PlanStatus.RUNNING:
+                runtime.executor.cancel(plan_id)
+                return {"id": plan_id, "status": "cancelling"}
+            raise HTTPException(
+                409, f"status: cannot {action} a plan that is {conflict.status}"
+            ) from None
         if action == "apply":
             runtime.executor.start(plan_id)
         return {"id": plan_id, "status": target}
