@@ -16,6 +16,7 @@ _UNITS_BYTES = {
     "p": 2**50, "pb": 10**15, "pib": 2**50,
 }  # fmt: skip
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+MAX_SIZE_MIB = 2**40  # 1 EiB: far beyond any host, well within every integer a store keeps
 
 
 def parse_size_mib(value: object) -> int:
@@ -25,7 +26,7 @@ def parse_size_mib(value: object) -> int:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"must not be negative, got {value}")
-        return math.ceil(value)
+        return _bounded(value, value)
     if not isinstance(value, str):
         raise ValueError(f"must be a size like 16GiB, got {value!r}")
     if value.strip().startswith("-"):
@@ -34,7 +35,13 @@ def parse_size_mib(value: object) -> int:
     if not match or match.group(2).lower() not in _UNITS_BYTES:
         raise ValueError(f"must be a size like 512MiB, 16GiB, 4TiB or 2TB, got {value!r}")
     number, unit = float(match.group(1)), match.group(2).lower()
-    return math.ceil(number * _UNITS_BYTES[unit] / 2**20)
+    return _bounded(number * _UNITS_BYTES[unit] / 2**20, value)
+
+
+def _bounded(mib: float, given: object) -> int:
+    if not math.isfinite(mib) or mib > MAX_SIZE_MIB:
+        raise ValueError(f"must be at most {MAX_SIZE_MIB} MiB (1 EiB), got {given!r}")
+    return math.ceil(mib)
 
 
 def format_mib(mib: float) -> str:

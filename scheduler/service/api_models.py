@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from scheduler.units import parse_size_mib
 
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 Count = Annotated[int, Field(ge=0, le=2**40)]
+DAY_MS = 86_400_000  # no migration, nor its downtime, lasts longer than a day
 SizeMiB = Annotated[int, BeforeValidator(parse_size_mib), Field(ge=0)]
 
 
@@ -44,12 +45,26 @@ class ReportIn(Strict):
     libvirt_uri: Annotated[str, Field(max_length=1024)] = ""
     migration_address: Annotated[str, Field(max_length=253)] = ""
 
+    @field_validator("domains")
+    @classmethod
+    def _one_domain_a_name(cls, domains: list[DomainIn]) -> list[DomainIn]:
+        """One host holds one domain of a name (and of a UUID); a report with two would
+        hide one of them."""
+        for key in ("name", "uuid"):
+            seen: set[str] = set()
+            for domain in domains:
+                value = getattr(domain, key)
+                if value in seen:
+                    raise ValueError(f"two domains with the {key} '{value}'")
+                seen.add(value)
+        return domains
+
 
 class OrderUpdateIn(Strict):
     status: Literal["running", "succeeded", "failed"]
     error: Annotated[str, Field(max_length=4096)] = ""
-    downtime_ms: Annotated[int, Field(ge=0)] | None = None
-    seconds: Annotated[float, Field(ge=0)] | None = None
+    downtime_ms: Annotated[int, Field(ge=0, le=DAY_MS)] | None = None
+    seconds: Annotated[float, Field(ge=0, le=DAY_MS / 1000)] | None = None
     progress_pct: Annotated[float, Field(ge=0, le=100)] | None = None
 
 

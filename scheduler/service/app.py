@@ -9,12 +9,11 @@ body limit and the error shape they share.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.service.routes import health, hosts, orders, placements, plans, reports
 from scheduler.service.runtime import Runtime
@@ -24,39 +23,63 @@ MAX_BODY_BYTES = 8 * 2**20
 
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="vmpack scheduler", version="1")
-    app.middleware("http")(_limit_body)
+    app.add_middleware(BodyLimit)
     app.exception_handler(RequestValidationError)(_validation_error)
-    app.exception_handler(HTTPException)(_http_error)
+    app.exception_handler(StarletteHTTPException)(_http_error)  # FastAPI's and routing's own
     for resource in (health, reports, hosts, placements, plans, orders):
         app.include_router(resource.router(runtime))
     return app
 
 
-async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-    """Refuse oversized bodies before reading them (413), whatever their framing."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-        return JSONResponse({"error": f"body: larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
-    if declared is None and request.method in ("POST", "PUT"):
-        received = 0
-        receive = request.receive
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes with 413, whatever their framing: a declared length
+    is judged before anything is read; a chunked body is read up to the limit, then handed
+    on whole."""
 
-        async def counted() -> MutableMapping[str, Any]:
-            nonlocal received
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > self.limit:
+                await self._refuse(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > MAX_BODY_BYTES:
-                raise HTTPException(413, f"body: larger than {MAX_BODY_BYTES} bytes")
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        whole: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
 
-        request._receive = counted  # chunked upload: count as it arrives
-    return await call_next(request)
+        async def replay() -> Message:
+            return whole.pop() if whole else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = JSONResponse({"error": f"body: larger than {self.limit} bytes"}, status_code=413)
+        await answer(scope, receive, send)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+    if first["type"] == "json_invalid":
+        where = "body"
     reason = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         reason = "unknown field"
@@ -64,7 +87,8 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
-    return JSONResponse(
-        {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-    )
+    assert isinstance(exc, StarletteHTTPException)
+    detail = str(exc.detail)
+    if exc.status_code == 400 and ":" not in detail:  # the framework's own, about the body
+        detail = f"body: {detail[:1].lower()}{detail[1:]}"
+    return JSONResponse({"error": detail}, status_code=exc.status_code, headers=exc.headers)

@@ -45,9 +45,10 @@ class Tokens:
         return Tokens(tuple(t for t, _ in agents), tuple(t for t, _ in operators), bound)
 
     def principal(self, token: str) -> Principal | None:
+        given = token.encode("utf-8", "surrogateescape")  # any text compares, as bytes
         for role, known in ((Role.AGENT, self.agent), (Role.OPERATOR, self.operator)):
             for candidate in known:
-                if hmac.compare_digest(token, candidate):
+                if hmac.compare_digest(given, candidate.encode()):
                     return Principal(role, self.agent_hosts.get(candidate))
         return None
 
@@ -73,9 +74,10 @@ def requires(tokens: Tokens, allowed: Iterable[Role]) -> Callable[[str | None], 
     wanted = frozenset(allowed)
 
     def check(authorization: str | None = Header(default=None)) -> Principal:
-        if not authorization or not authorization.startswith("Bearer "):
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
             raise HTTPException(401, "authorization: a bearer token is required")
-        who = tokens.principal(authorization.removeprefix("Bearer ").strip())
+        who = tokens.principal(token.strip())
         if who is None:
             raise HTTPException(401, "authorization: unknown token")
         if who.role not in wanted:

@@ -7,6 +7,7 @@ runtime's loops start before the port opens, and stop after it closes."""
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +30,25 @@ class Listen:
     def check(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
+        if self.tls_cert is not None and self.tls_key is not None:
+            _check_tls(self.tls_cert, self.tls_key)
         if self.tls_cert is None and not self.allow_plain_http and not _loopback(self.host):
             raise ValueError(
                 f"--listen {self.host}: plain HTTP is only served on loopback; "
                 "give --tls-cert/--tls-key or --allow-plain-http"
             )
+
+
+def _check_tls(cert: Path, key: Path) -> None:
+    """Load the pair now, so that a missing or mismatched file is one line at start."""
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not path.is_file():
+            raise ValueError(f"{flag}: {path}: no such file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(f"--tls-cert: {cert} with --tls-key {key}: {reason}") from None
 
 
 def _loopback(host: str) -> bool:

@@ -11,11 +11,14 @@ from fastapi import APIRouter, Depends, HTTPException
 from scheduler.model import HostState, vms_by_host
 from scheduler.service.api_models import HostStateIn
 from scheduler.service.auth import Role, requires
+from scheduler.service.routes.common import ERRORS
 from scheduler.service.runtime import Runtime
 
 
 def router(runtime: Runtime) -> APIRouter:
-    routes = APIRouter(dependencies=[Depends(requires(runtime.config.tokens, [Role.OPERATOR]))])
+    routes = APIRouter(
+        dependencies=[Depends(requires(runtime.config.tokens, [Role.OPERATOR]))], responses=ERRORS
+    )
     store = runtime.store
 
     @routes.get("/v1/hosts")

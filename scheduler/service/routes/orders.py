@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from scheduler.service.api_models import OrderUpdateIn
 from scheduler.service.auth import Principal, Role, requires
+from scheduler.service.routes.common import ERRORS, existing_id
 from scheduler.service.runtime import Runtime
 
 CANCELLED_SHOWN_S = 600  # a cancelled order stays listed this long, for the agent running it
 
 
 def router(runtime: Runtime) -> APIRouter:
-    routes = APIRouter()
+    routes = APIRouter(responses=ERRORS)
     agent = Depends(requires(runtime.config.tokens, [Role.AGENT]))
     store, metrics, clock = runtime.store, runtime.metrics, runtime.config.clock
 
@@ -33,7 +34,7 @@ def router(runtime: Runtime) -> APIRouter:
 
     @routes.post("/v1/orders/{order_id}")
     def order_update(order_id: int, body: OrderUpdateIn, who: Principal = agent) -> dict[str, Any]:
-        mine = store.order(order_id)
+        mine = store.order(existing_id(order_id, "order"))
         if mine is not None and not who.may_act_for(mine.agent_host):
             raise HTTPException(403, f"order: {order_id} belongs to {mine.agent_host}'s agent")
         fields = body.model_dump(exclude={"status"}, exclude_none=True)

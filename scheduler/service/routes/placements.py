@@ -16,6 +16,7 @@ from scheduler.placement.explain import why_not_placed
 from scheduler.service.api_models import PlacementIn
 from scheduler.service.auth import Role, requires
 from scheduler.service.records import Claim
+from scheduler.service.routes.common import ERRORS
 from scheduler.service.runtime import Runtime
 from scheduler.solver.cpsat.solve import SolverSettings
 from scheduler.solver.options import SearchOptions
@@ -23,7 +24,9 @@ from scheduler.solver.pipeline import decide
 
 
 def router(runtime: Runtime) -> APIRouter:
-    routes = APIRouter(dependencies=[Depends(requires(runtime.config.tokens, [Role.OPERATOR]))])
+    routes = APIRouter(
+        dependencies=[Depends(requires(runtime.config.tokens, [Role.OPERATOR]))], responses=ERRORS
+    )
     store, clock, power_on = runtime.store, runtime.config.clock, runtime.power.power_on
     claim_ttl_s, solver_workers = runtime.config.claim_ttl_s, runtime.config.solver_workers
     one_at_a_time = threading.Lock()  # two answers must not hand out the same room

@@ -14,6 +14,7 @@ from scheduler.planning.maintenance import evacuated_from, move_back
 from scheduler.planning.status import PlanConflict, PlanStatus
 from scheduler.service.api_models import PlanIn
 from scheduler.service.auth import Role, requires
+from scheduler.service.routes.common import ERRORS, existing_id
 from scheduler.service.runtime import Runtime
 from scheduler.solver.cpsat.solve import SolverSettings, SolveStatus
 from scheduler.solver.options import SearchOptions
@@ -28,7 +29,9 @@ TRANSITIONS = {
 
 
 def router(runtime: Runtime) -> APIRouter:
-    routes = APIRouter(dependencies=[Depends(requires(runtime.config.tokens, [Role.OPERATOR]))])
+    routes = APIRouter(
+        dependencies=[Depends(requires(runtime.config.tokens, [Role.OPERATOR]))], responses=ERRORS
+    )
     store, config = runtime.store, runtime.config
 
     @routes.post("/v1/plans", status_code=201)
@@ -61,7 +64,7 @@ def router(runtime: Runtime) -> APIRouter:
 
     @routes.get("/v1/plans/{plan_id}")
     def plan(plan_id: int) -> dict[str, Any]:
-        record = store.plan(plan_id)
+        record = store.plan(existing_id(plan_id, "plan"))
         if record is None:
             raise HTTPException(404, f"plan: no plan {plan_id}")
         events = [{"at": at, "event": e} for at, e in store.plan_events(plan_id)]
@@ -79,6 +82,7 @@ def router(runtime: Runtime) -> APIRouter:
     def transition(plan_id: int, action: str) -> dict[str, Any]:
         if action not in TRANSITIONS:
             raise HTTPException(404, f"action: unknown action '{action}' (approve, apply, cancel)")
+        existing_id(plan_id, "plan")
         if action == "apply" and config.automation.level == "recommend":
             raise HTTPException(409, "automation: level recommend: plans are not carried out")
         allowed_from, target = TRANSITIONS[action]

@@ -11,11 +11,12 @@ from agents.report import HostReport
 from scheduler.model import HostState
 from scheduler.service.api_models import ReportIn
 from scheduler.service.auth import Principal, Role, requires
+from scheduler.service.routes.common import ERRORS
 from scheduler.service.runtime import Runtime
 
 
 def router(runtime: Runtime) -> APIRouter:
-    routes = APIRouter()
+    routes = APIRouter(responses=ERRORS)
     agent = Depends(requires(runtime.config.tokens, [Role.AGENT]))
     store, metrics = runtime.store, runtime.metrics
 
