@@ -192,7 +192,9 @@ AGENTS_HA = Dashboard(
                   "their host to be fenced or for room?",
                   q("vmpack_vms_on_down_hosts"), "stat", width=6),
             Panel("Hosts whose fencing failed", "Which down hosts could not be fenced (their VMs "
-                  "are not restarted)?", q("vmpack_hosts_fencing_failed"), "stat", width=6),
+                  "are not restarted)?", q("vmpack_hosts_fencing_failed"), "stat", width=3),
+            Panel("VMs running twice", "Do two hosts report the same VM running (held, not "
+                  "moved, until someone looks)?", q("vmpack_vm_conflicts"), "stat", width=3),
             Panel("Fencing, last hour", "How often did fencing succeed or fail?",
                   q("sum by (outcome) (increase(vmpack_fencing_total[1h]))", "{{outcome}}"),
                   width=6),

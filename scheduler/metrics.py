@@ -33,6 +33,7 @@ class ClusterView:
     running_plan_idle_s: float = 0.0  # since the least recent progress of a running plan
     ha: HaReport | None = None  # None: no reserve configured
     hosts_fencing_failed: int = 0
+    vm_conflicts: int = 0  # VMs seen running on two hosts
 
 
 class SchedulerMetrics:
@@ -168,6 +169,11 @@ class _ClusterCollector(Collector):
             "vmpack_hosts_fencing_failed",
             "Down hosts whose fencing failed: their VMs are not restarted",
             value=view.hosts_fencing_failed,
+        )
+        yield GaugeMetricFamily(
+            "vmpack_vm_conflicts",
+            "VMs seen running on two hosts (or one domain UUID under two names): held, not moved",
+            value=view.vm_conflicts,
         )
 
 

@@ -61,7 +61,7 @@ def test_snapshot_places_running_domains_and_engine_plans_on_it(
     assert [h.name for h in cluster.hosts] == ["kvm-01", "kvm-02", "kvm-03"]
     assert cluster.host_by_name["kvm-01"].capacity[VCPUS] == 64  # 16 cpus x 4.0
     assert sorted(v.name for v in cluster.vms) == ["cache1", "db1", "web1", "web2"]  # not "old"
-    assert cluster.vm_by_name["db1"].demand[MEMORY] == 16384 and inventory.conflicts == ()
+    assert cluster.vm_by_name["db1"].demand[MEMORY] == 16384 and inventory.conflicts == {}
     outcome = decide_plan(cluster, Goal.CONSOLIDATE, options=options)
     assert outcome.summary()["active_hosts_after"] == 1  # 32 GiB of VMs fit in one 64 GiB host
     assert check_plan(outcome.cluster, outcome.plan) == []
@@ -72,10 +72,12 @@ def test_migration_in_flight_and_running_twice(tmp_path: Path) -> None:
     dst = write_host(tmp_path, 2, 8, 32, [Guest("vm1", 1024, state="paused")])
     reports = [probe(connect(src), "a"), probe(connect(dst), "b")]
     inventory = snapshot(reports)
-    assert inventory.cluster.vm_by_name["vm1"].host == "a" and inventory.conflicts == ()
+    assert inventory.cluster.vm_by_name["vm1"].host == "a" and inventory.conflicts == {}
     twice = write_host(tmp_path, 3, 8, 32, [Guest("vm1", 1024)])
     inventory = snapshot([*reports, probe(connect(twice), "c")])
-    assert inventory.conflicts == ("vm1 is running on a, c",)
+    assert inventory.conflicts == {"vm1": "vm1 is running on a, c"}
+    held = [r for r in inventory.cluster.rules if "vm1" in r.vms]  # no plan moves it
+    assert [(r.kind, r.vms) for r in held] == [("hold", ("vm1",))]
 
 
 def test_host_states_carry_into_the_snapshot(tmp_path: Path) -> None:

@@ -172,12 +172,12 @@ def _move_back(client: httpx.Client, args: argparse.Namespace) -> int:
 
 def run_vms(args: argparse.Namespace) -> int:
     vms = _call(_client(args), "GET", "/v1/vms")
-    table = Table("VM", "host", "vCPUs", "memory MiB")
+    table = Table("VM", "host", "vCPUs", "memory MiB", "conflict")
     for v in vms:
         table.add_row(v["name"], v["host"] or "-", str(v["demand"].get("vcpus", 0)),
-                      str(v["demand"].get("memory_mib", 0)))  # fmt: skip
+                      str(v["demand"].get("memory_mib", 0)), v.get("conflict") or "")  # fmt: skip
     Console().print(table)
-    return 0
+    return 1 if any(v.get("conflict") for v in vms) else 0
 
 
 def run_plans(args: argparse.Namespace) -> int:

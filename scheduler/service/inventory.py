@@ -4,7 +4,10 @@ Reports are facts from each host; the snapshot is the scheduler's view: hosts wi
 capacity after overcommit, and every domain that holds resources placed on the host that
 reports it. A live migration shows the same domain on two hosts for a moment (paused on the
 destination, running on the source); the running copy is where the VM is. Two running copies
-would mean a VM running twice; it is reported as a conflict, never silently resolved. A host
+would mean a VM running twice: it is a conflict, reported (``vmpack vms``, ``GET /v1/vms``, a
+metric and an alert) and never silently resolved: the VM is held where the snapshot puts it,
+so no plan moves it until a person has looked. The same goes for one domain UUID running
+under two names on two hosts (a report that claims another host's VM as its own). A host
 that is down keeps its last report: its VMs stay there until they run somewhere else. A VM
 the placement API sent to a host counts there, by its claim, until that host reports it.
 """
@@ -35,7 +38,7 @@ from scheduler.service.records import Claim
 @dataclass(frozen=True)
 class Inventory:
     cluster: Cluster
-    conflicts: tuple[str, ...]  # VMs seen running on more than one host
+    conflicts: Mapping[str, str]  # VM -> why: seen running on more than one host
 
 
 def snapshot(
@@ -56,11 +59,11 @@ def snapshot(
         for domain in report.domains:
             if domain.holds_resources:
                 copies.setdefault(domain.name, []).append((report.host, domain))
-    vms, conflicts = [], []
+    vms, conflicts = [], _same_uuid_twice(reports, states)
     for vm_name in sorted(copies):
         host, domain, conflict = _where(vm_name, copies[vm_name], states)
         if conflict:
-            conflicts.append(conflict)
+            conflicts[vm_name] = conflict
         vms.append(
             VM(
                 vm_name,
@@ -77,13 +80,34 @@ def snapshot(
     claimed = [c for c in claims if c.vm not in copies and c.host in alive]
     vms += [VM(c.vm, dict(c.demand), c.host) for c in claimed]
     cluster = Cluster(name, hosts, tuple(vms), rules, policy, limits or Limits())
-    return Inventory(held_in_place(cluster, [c.vm for c in claimed]), tuple(conflicts))
+    held = [c.vm for c in claimed] + [vm for vm in conflicts if vm in cluster.vm_by_name]
+    return Inventory(held_in_place(cluster, held), conflicts)
 
 
 def _host(report: HostReport, state: HostState, policy: Policy) -> Host:
     physical = {VCPUS: report.cpus, MEMORY: report.memory_mib, DISK: report.disk_mib}
     capacity = allocatable(physical, policy.overcommit)
     return Host(report.host, physical, capacity, dict(report.labels), state)
+
+
+def _same_uuid_twice(
+    reports: Iterable[HostReport], states: Mapping[str, HostState]
+) -> dict[str, str]:
+    """VMs whose domain UUID runs on two live hosts under different names."""
+    running: dict[str, list[tuple[str, str]]] = {}
+    for report in reports:
+        if states.get(report.host, HostState.UP) is HostState.DOWN:
+            continue
+        for domain in report.domains:
+            if domain.state == "running":
+                running.setdefault(domain.uuid, []).append((report.host, domain.name))
+    found = {}
+    for uuid, where in running.items():
+        if len({name for _, name in where}) > 1:
+            seen = ", ".join(f"{name} on {host}" for host, name in sorted(where))
+            for _, name in where:
+                found[name] = f"domain {uuid} is running as {seen}"
+    return found
 
 
 def _where(

@@ -17,7 +17,7 @@ from scheduler.model import Cluster, HostState, Limits, Policy
 from scheduler.planning.autopilot import AutomationPolicy
 from scheduler.service.auth import Tokens
 from scheduler.service.executor import ExecutionPolicy, Executor
-from scheduler.service.inventory import snapshot
+from scheduler.service.inventory import Inventory, snapshot
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.loops.autopilot import Autopilot
 from scheduler.service.loops.failover import FailoverWatch, FencingPolicy
@@ -88,6 +88,11 @@ class Runtime:
 
     def current(self) -> tuple[Cluster, dict[str, float]]:
         """The snapshot from the latest reports, and each host's report age in seconds."""
+        inventory, ages = self.inventory()
+        return inventory.cluster, ages
+
+    def inventory(self) -> tuple[Inventory, dict[str, float]]:
+        """The snapshot with its conflicts, and each host's report age in seconds."""
         now = self.config.clock()
         reports = self.store.reports()
         chosen = self.store.host_states()
@@ -99,7 +104,7 @@ class Runtime:
             [r for r, _ in reports], states, self.config.policy, limits=self.config.limits,
             claims=self.store.claims(now),
         )  # fmt: skip
-        return inventory.cluster, ages
+        return inventory, ages
 
     def cluster(self) -> Cluster:
         return self.current()[0]
@@ -124,7 +129,8 @@ class Runtime:
         return {}
 
     def _view(self) -> ClusterView:
-        cluster, ages = self.current()
+        inventory, ages = self.inventory()
+        cluster = inventory.cluster
         counts: dict[str, int] = {}
         for plan in self.store.plans():
             counts[plan.status] = counts.get(plan.status, 0) + 1
@@ -133,7 +139,8 @@ class Runtime:
         idle = running_plan_idle_s(self.store, orders, self.config.clock())
         ha = self._ha_reports(cluster) if cluster.policy.ha.required else None
         unfenced = sum(1 for f in self.store.fencing().values() if f.status == "failed")
-        return ClusterView(cluster, ages, counts, in_flight, idle, ha, unfenced)
+        conflicts = len(inventory.conflicts)
+        return ClusterView(cluster, ages, counts, in_flight, idle, ha, unfenced, conflicts)
 
     # -- life ----------------------------------------------------------------------------
 

@@ -54,10 +54,11 @@ def router(runtime: Runtime) -> APIRouter:
 
     @routes.get("/v1/vms")
     def vms() -> list[dict[str, Any]]:
-        cluster = runtime.cluster()
+        inventory, _ = runtime.inventory()
         return [
-            {"name": v.name, "host": v.host, "demand": dict(v.demand), "usage": dict(v.usage)}
-            for v in cluster.vms
-        ]
+            {"name": v.name, "host": v.host, "demand": dict(v.demand), "usage": dict(v.usage),
+             "conflict": inventory.conflicts.get(v.name)}
+            for v in inventory.cluster.vms
+        ]  # fmt: skip
 
     return routes

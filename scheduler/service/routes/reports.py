@@ -27,7 +27,9 @@ def router(runtime: Runtime) -> APIRouter:
             raise HTTPException(403, f"host: this token reports for {who.host} only")
         report = HostReport.from_json(body.model_dump())
         store.save_report(report, at=runtime.config.clock())
-        store.drop_claims(d.name for d in report.domains if d.holds_resources)
+        # A claim ends when its own host reports the VM, never when another host does.
+        mine = {c.vm for c in store.claims(runtime.config.clock()) if c.host == report.host}
+        store.drop_claims(d.name for d in report.domains if d.holds_resources and d.name in mine)
         metrics.reports.labels("accepted").inc()
         return {"accepted": True, "discard": stale_copies(runtime, report)}
 
