@@ -3,6 +3,8 @@ names the file, the line and the field."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,70 @@ def test_bad_input_is_one_line_naming_file_line_field(
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="cannot read"):
         load_scenario(tmp_path / "missing.yaml")
+
+
+def _bomb() -> bytes:
+    """A 363-byte file whose aliases stand for 387 million strings once built."""
+    lines = ["name: bomb", 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    return ("\n".join([*lines, "hosts: []"]) + "\n").encode()
+
+
+HOST = "hosts:\n  - {name: h1, cpus: 4, memory: 1GiB}\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"name: caf\xe9\nhosts: []\n", ":1: not UTF-8 text (byte 0xe9)"),
+        (b"\x00\x01\x02binary", ":1: not a text file (a NUL byte)"),
+        (
+            b"name: x\nhosts:\n  - {name: h1, cpus: 1000000000000000000000000000000, memory: 1GiB}\n",
+            ":3: hosts[0].cpus: Input should be less than or equal to 1048576",
+        ),
+        (
+            b"name: x\nhosts:\n  - {name: h1, cpus: 4, memory: .inf}\n",
+            ":3: hosts[0].memory: must be at most 1099511627776 MiB (1 EiB), got inf",
+        ),
+        (
+            b"name: x\npolicy: {overcommit: {cpu: .inf}}\n" + HOST.encode(),
+            ":2: policy.overcommit.cpu: Input should be less than or equal to 1000",
+        ),
+        (
+            b"name: x\nhosts:\n  - name: h1\n    cpus: 16\n    cpus: 2\n    memory: 1GiB\n",
+            ":5: cpus: given twice (also line 4)",
+        ),
+        (_bomb(), ":2: aliases (*name) are not allowed"),
+        (b"name: x\nhosts: " + b"[" * 20000 + b"]" * 20000 + b"\n", "malformed YAML"),
+        (
+            b"name: x\n"
+            + HOST.encode()
+            + b"vms:\n  - {name: v, vcpus: 1, memory: 1GiB, priority: 99999}\n",
+            ":5: vms[0].priority: Input should be less than or equal to 1000",
+        ),
+    ],
+)
+def test_hostile_files_are_one_line_and_build_nothing(
+    tmp_path: Path, content: bytes, error: str
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert str(raised.value).startswith(str(path)) and error in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_hostile_file_ends_the_command_with_exit_2_and_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_bytes(_bomb())
+    run = subprocess.run(
+        [sys.executable, "-m", "scheduler.cli.main", "plan", str(path), "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2 and run.stdout == ""
+    assert (
+        run.stderr
+        == f"vmpack: error: {path}:2: aliases (*name) are not allowed (this node is used again)\n"
+    )

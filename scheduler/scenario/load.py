@@ -34,6 +34,8 @@ YamlPath = tuple[str | int, ...]
 
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+MAX_FILE_BYTES = 64 * 2**20  # a 100,000-VM scenario is about 15 MiB
+MAX_NODES = 5_000_000
 
 
 class ScenarioError(ValueError):
@@ -56,26 +58,75 @@ class Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ScenarioError(str(path), None, "", f"cannot read: {exc.strerror}") from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(_text_of(raw, str(path)), str(path))
+
+
+def _text_of(raw: bytes, source: str) -> str:
+    """The file as UTF-8 text, or one line saying why it is not."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError(source, None, "", f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+    if b"\0" in raw:
+        line = raw.count(b"\n", 0, raw.index(b"\0")) + 1
+        raise ScenarioError(source, line, "", "not a text file (a NUL byte)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        byte = raw[exc.start]
+        raise ScenarioError(source, line, "", f"not UTF-8 text (byte 0x{byte:02x})") from None
 
 
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     loader = _Loader(text)
     try:
         root = loader.get_single_node()  # keeps line numbers for error reports
+        if root is not None:
+            _check_nodes(root, source)  # before anything is built from it
         data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ScenarioError(source, line, "", f"malformed YAML: {reason}") from None
+    except RecursionError:
+        raise ScenarioError(source, None, "", "malformed YAML: nested too deeply") from None
     finally:
         loader.dispose()
     lines = _line_map(root) if root is not None else {}
     return scenario_from_data(data, source, lines)
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Refuse what a scenario never needs and a hostile file uses: aliases (one alias can
+    stand for a billion nodes once built), a key given twice in one mapping (the last would
+    silently win) and more nodes than any real cluster has. Linear in the file's size."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        line = node.start_mark.line + 1
+        if id(node) in seen:
+            reason = "aliases (*name) are not allowed (this node is used again)"
+            raise ScenarioError(source, line, "", reason)
+        seen.add(id(node))
+        if len(seen) > MAX_NODES:
+            raise ScenarioError(source, line, "", f"more than {MAX_NODES} YAML nodes")
+        if isinstance(node, yaml.MappingNode):
+            first: dict[object, int] = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else id(key)
+                if name in first:
+                    at = key.start_mark.line + 1
+                    also = first[name]
+                    raise ScenarioError(source, at, str(name), f"given twice (also line {also})")
+                first[name] = key.start_mark.line + 1
+                stack += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
 
 
 def scenario_from_data(

@@ -12,9 +12,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from scheduler.units import parse_size_mib
 
-SizeMiB = Annotated[int, BeforeValidator(parse_size_mib)]
-Count = Annotated[int, Field(ge=0)]
-Ratio = Annotated[float, Field(gt=0)]
+# Every number has a sane upper bound, so that no file can overflow a computation.
+SizeMiB = Annotated[int, BeforeValidator(parse_size_mib)]  # up to 1 EiB
+Count = Annotated[int, Field(ge=0, le=2**40)]
+Ratio = Annotated[float, Field(gt=0, le=1000)]
+Cpus = Annotated[int, Field(gt=0, le=2**20)]
+Share = Annotated[float, Field(ge=0, le=1000)]  # of the VM's size; above 1 when it bursts
+Small = Annotated[int, Field(ge=1, le=1_000_000)]
 
 
 class Strict(BaseModel):
@@ -23,7 +27,7 @@ class Strict(BaseModel):
 
 class HostSpec(Strict):
     name: str
-    cpus: Annotated[int, Field(gt=0)]
+    cpus: Cpus
     memory: SizeMiB
     disk: SizeMiB = 0
     resources: dict[str, Count] = {}
@@ -33,20 +37,20 @@ class HostSpec(Strict):
 
 
 class UsageSpec(Strict):
-    cpu: Annotated[float, Field(ge=0)] = 0.0
-    memory: Annotated[float, Field(ge=0)] = 0.0
+    cpu: Share = 0.0
+    memory: Share = 0.0
 
 
 class VMSpec(Strict):
     name: str
-    vcpus: Annotated[int, Field(gt=0)]
+    vcpus: Cpus
     memory: SizeMiB
     disk: SizeMiB = 0
     host: str | None = None
     resources: dict[str, Count] = {}
     labels: dict[str, str] = {}
     usage: UsageSpec = UsageSpec()
-    priority: int = 0
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
 
 
 class HaSpec(Strict):
@@ -65,15 +69,15 @@ class RuleSpec(Strict):
     selector: dict[str, str] = {}
     hosts: list[str] = []
     label: str | None = None
-    max_per_domain: Annotated[int, Field(ge=1)] | None = None
+    max_per_domain: Small | None = None
     soft: bool = False
-    weight: Annotated[int, Field(ge=1)] = 1
+    weight: Small = 1
 
 
 class LimitsSpec(Strict):
     max_moves: Count | None = None
-    max_parallel: Annotated[int, Field(ge=1)] = 8
-    max_parallel_per_host: Annotated[int, Field(ge=1)] = 2
+    max_parallel: Small = 8
+    max_parallel_per_host: Small = 2
 
 
 class GoalSpec(Strict):
