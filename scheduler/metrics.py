@@ -8,8 +8,8 @@ current snapshot at scrape time, so they can never go stale.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from scheduler.ha.reserve import HaReport
 from scheduler.model import Cluster, HostState, active_hosts, host_loads, vms_by_host
 from scheduler.planning.status import PlanStatus
+from scheduler.rules import RULE_TYPES
 
 REPORT_OUTCOMES = ("accepted", "rejected")
 GOALS = ("place", "consolidate", "balance", "evacuate", "failover")
@@ -34,6 +35,8 @@ class ClusterView:
     ha: HaReport | None = None  # None: no reserve configured
     hosts_fencing_failed: int = 0
     vm_conflicts: int = 0  # VMs seen running on two hosts
+    policy_version: int = 0  # of the cluster policy in force; 0: none applied
+    rule_violations: Mapping[str, int] = field(default_factory=dict)  # rule type -> how many
 
 
 class SchedulerMetrics:
@@ -175,6 +178,19 @@ class _ClusterCollector(Collector):
             "VMs seen running on two hosts (or one domain UUID under two names): held, not moved",
             value=view.vm_conflicts,
         )
+        yield GaugeMetricFamily(
+            "vmpack_policy_version",
+            "Version of the cluster policy in force (rules, ratios, HA, limits); 0: the defaults",
+            value=view.policy_version,
+        )
+        broken = GaugeMetricFamily(
+            "vmpack_rule_violations",
+            "Ways the current placement breaks the policy's rules, by rule type",
+            labels=["type"],
+        )
+        for kind in RULE_TYPES:
+            broken.add_metric([kind], view.rule_violations.get(kind, 0))
+        yield broken
 
 
 def _ha_families(report: HaReport | None) -> Iterator[GaugeMetricFamily]:

@@ -4,6 +4,8 @@ disk, tokens for both roles, and a clock the test can move."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ import httpx
 
 from scheduler.model import Limits, Policy
 from scheduler.planning.autopilot import AutomationPolicy
+from scheduler.scenario.policy import LivePolicy
 from scheduler.service.auth import Tokens
 from scheduler.service.executor import ExecutionPolicy
 from scheduler.service.liveness import Heartbeat
@@ -44,6 +47,7 @@ class Service:
     failover: FailoverWatch  # tests with a clock they move call ``tick()`` themselves
     autopilot: Autopilot
     power: PowerControl
+    runtime: Runtime
 
     def client(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -70,6 +74,7 @@ def running_service(
     failover_tick_s: float = 0.2,
     automation: AutomationPolicy | None = None,
     power: PowerPolicy | None = None,
+    policy_file: LivePolicy | None = None,
 ) -> Iterator[Service]:
     clock = clock or Clock()
     store = SqliteStore(db)
@@ -86,6 +91,8 @@ def running_service(
         automation=automation or AutomationPolicy(),
         power=power or PowerPolicy(),
         power_tick_s=3600.0,  # tests switch hosts by calling tick() themselves
+        policy_file=policy_file,
+        policy_source="test.yaml",
     )
     port = port or free_port()
     runtime = Runtime(config, store)
@@ -94,7 +101,18 @@ def running_service(
     server.start()
     try:
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-        yield Service(url, clock, store, runtime.failover, runtime.autopilot, runtime.power)
+        yield Service(
+            url, clock, store, runtime.failover, runtime.autopilot, runtime.power, runtime
+        )
     finally:
         server.stop()
         store.close()
+
+
+def run_vmpack(url: str, token: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``vmpack ARGS --scheduler URL --token-file TOKEN`` as an operator types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler.cli.main", *args, "--scheduler", url,
+         "--token-file", str(token)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip

@@ -128,6 +128,7 @@ HOST = "hosts:\n  - {name: h1, cpus: 4, memory: 1GiB}\n"
             ":5: cpus: given twice (also line 4)",
         ),
         (_bomb(), ":2: aliases (*name) are not allowed"),
+        (b"name: x\nHosts: []\n", ":2: Hosts: unknown key 'Hosts' (did you mean 'hosts'?)"),
         (b"name: x\nhosts: " + b"[" * 20000 + b"]" * 20000 + b"\n", "malformed YAML"),
         (
             b"name: x\n"

@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 from scheduler.model import VCPUS, HaPolicy, Policy
+from scheduler.scenario.policy import LivePolicy, load_policy
 
 DEFAULT_LAB = Path("/var/tmp/vmpack-lab")
 
@@ -28,12 +29,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     serve.add_argument("--allow-plain-http", action="store_true", help="plain HTTP beyond loopback")
     serve.add_argument("--suspect-after", type=float, default=30.0, metavar="SECONDS")
     serve.add_argument("--down-after", type=float, default=120.0, metavar="SECONDS")
-    serve.add_argument("--cpu-overcommit", type=float, default=4.0)
-    serve.add_argument("--ha-failures", type=int, default=0, metavar="N",
-                       help="HA reserve: host failures the cluster must absorb")  # fmt: skip
-    serve.add_argument(
-        "--ha-domain", metavar="LABEL", help="HA reserve: one failed domain, e.g. rack"
-    )
+    serve.add_argument("--policy", type=Path, metavar="FILE",
+                       help="the cluster policy: policy, rules, limits")  # fmt: skip
+    serve.add_argument("--cpu-overcommit", type=float,
+                       help="deprecated: policy.overcommit.cpu in --policy")  # fmt: skip
+    serve.add_argument("--ha-failures", type=int, metavar="N",
+                       help="deprecated: policy.ha.host_failures_to_tolerate")  # fmt: skip
+    serve.add_argument("--ha-domain", metavar="LABEL",
+                       help="deprecated: policy.ha.failure_domain in --policy")  # fmt: skip
     serve.add_argument("--fence-command", default="", metavar="COMMAND",
                        help="powers a down host off; {host} is its name")  # fmt: skip
     serve.add_argument("--fence-timeout", type=float, default=60.0, metavar="SECONDS")
@@ -120,10 +123,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise LiveInputError(f"token file: {exc.filename}: {exc.strerror}") from None
     except ValueError as exc:
         raise LiveInputError(str(exc)) from None
-    if args.ha_failures < 0:
-        raise LiveInputError(f"--ha-failures: must be 0 or more, got {args.ha_failures}")
-    ha = HaPolicy(args.ha_failures, args.ha_domain or None)
-    policy = Policy({**Policy().overcommit, VCPUS: args.cpu_overcommit}, ha)
+    policy, policy_file = _serve_policy(args)
     commands: dict[str, tuple[str, ...]] = {}
     for option in ("fence_command", "power_off_command", "power_on_command"):
         try:
@@ -143,7 +143,8 @@ def run_serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         tokens, heartbeat, policy, fencing=FencingPolicy(fence, args.fence_timeout),
         execution=ExecutionPolicy(on_failure=args.on_failure), automation=automation,
-        power=power, power_tick_s=args.power_every,
+        power=power, power_tick_s=args.power_every, policy_file=policy_file,
+        policy_source=str(args.policy or ""),
     )  # fmt: skip
     store = SqliteStore(args.db)
     try:
@@ -151,6 +152,23 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _serve_policy(args: argparse.Namespace) -> tuple[Policy, LivePolicy | None]:
+    """The policy file (checked now: one line and exit 2 if bad), or the old shorthands."""
+    shorthands = [f for f in ("cpu_overcommit", "ha_failures", "ha_domain")
+                  if getattr(args, f) is not None]  # fmt: skip
+    if args.policy is not None:
+        if shorthands:
+            flag = "--" + shorthands[0].replace("_", "-")
+            raise LiveInputError(f"{flag}: give it in the --policy file instead")
+        return Policy(), load_policy(args.policy)  # a ScenarioError names file, line, field
+    failures = args.ha_failures or 0
+    if failures < 0:
+        raise LiveInputError(f"--ha-failures: must be 0 or more, got {failures}")
+    cpu = args.cpu_overcommit if args.cpu_overcommit is not None else 4.0
+    ha = HaPolicy(failures, args.ha_domain or None)
+    return Policy({**Policy().overcommit, VCPUS: cpu}, ha), None
 
 
 def run_agent(args: argparse.Namespace) -> int:

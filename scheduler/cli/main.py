@@ -17,7 +17,9 @@ from typing import Any
 from scheduler.cli.live import LiveInputError, add_commands
 from scheduler.cli.ops import OpsError
 from scheduler.cli.ops import add_commands as add_ops_commands
+from scheduler.cli.policy import add_command as add_policy_command
 from scheduler.cli.replay import add_command as add_replay_command
+from scheduler.cli.rules import add_command as add_rules_command
 from scheduler.cli.sweep import add_command as add_sweep_command
 from scheduler.cli.whatif import add_command as add_whatif_command
 from scheduler.engine import Outcome, decide_plan, plan_from_json, plan_to_json
@@ -120,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     add_sweep_command(sub, _load)
     add_commands(sub)
     add_ops_commands(sub)
+    add_policy_command(sub)
+    add_rules_command(sub)
     return parser
 
 

@@ -32,10 +32,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     hosts = sub.add_parser("hosts", help="list hosts; confirm that a down host is off")
     hosts.add_argument("action", nargs="?", default="list", choices=["list", "confirm-off"])
     hosts.add_argument("host", nargs="?")
-    _connection(hosts)
+    connection_options(hosts)
     hosts.set_defaults(run=run_hosts)
     vms = sub.add_parser("vms", help="list the VMs a running scheduler knows")
-    _connection(vms)
+    connection_options(vms)
     vms.set_defaults(run=run_vms)
     maintenance = sub.add_parser(
         "maintenance", help="empty a host with live migrations and keep it empty; or return it"
@@ -48,7 +48,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                              help="exit: migrate back what evacuation moved off")  # fmt: skip
     maintenance.add_argument("--ignore-ha", action="store_true",
                              help="enter even if the HA reserve would break")  # fmt: skip
-    _connection(maintenance)
+    connection_options(maintenance)
     maintenance.set_defaults(run=run_maintenance)
     plans = sub.add_parser("plans", help="create, approve, apply, cancel and watch plans")
     actions = ["list", "create", "show", "approve", "apply", "cancel", "watch"]
@@ -57,17 +57,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     plans.add_argument("--goal", choices=["place", "consolidate", "balance", "evacuate"])
     plans.add_argument("--hosts", default="", help="hosts to empty (goal evacuate)")
     plans.add_argument("--time-limit", type=float, default=30.0)
-    _connection(plans)
+    connection_options(plans)
     plans.set_defaults(run=run_plans)
 
 
-def _connection(parser: argparse.ArgumentParser) -> None:
+def connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default="http://127.0.0.1:8700", metavar="URL")
     parser.add_argument("--token-file", type=Path, required=True)
     parser.add_argument("--ca-file", help="CA bundle to verify the scheduler's certificate")
 
 
-def _client(args: argparse.Namespace) -> httpx.Client:
+def client_of(args: argparse.Namespace) -> httpx.Client:
     try:
         token = args.token_file.read_text().strip()
     except OSError as exc:
@@ -80,7 +80,7 @@ def _client(args: argparse.Namespace) -> httpx.Client:
     )
 
 
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     try:
         response = client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
@@ -95,14 +95,14 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
 
 
 def run_hosts(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_of(args)
     if args.action == "confirm-off":
         if not args.host:
             raise OpsError("host: name the host that is off", 2)
-        _call(client, "POST", f"/v1/hosts/{args.host}/fenced")
+        call(client, "POST", f"/v1/hosts/{args.host}/fenced")
         print(f"{args.host}: confirmed off; its VMs restart on the other hosts")
         return 0
-    hosts = _call(client, "GET", "/v1/hosts")
+    hosts = call(client, "GET", "/v1/hosts")
     table = Table("host", "state", "VMs", "vCPUs", "memory GiB", "report age s", "fencing")
     for h in hosts:
         cap = h["capacity"]
@@ -121,18 +121,18 @@ def run_maintenance(args: argparse.Namespace) -> int:
     """``enter``: check that every VM can leave, then mark the host and empty it with a plan
     that is safe at every step. ``exit``: the host takes VMs again (and, with
     ``--move-back``, the VMs its last evacuation moved off return to it)."""
-    client = _client(args)
-    states = {h["name"]: h["state"] for h in _call(client, "GET", "/v1/hosts")}
+    client = client_of(args)
+    states = {h["name"]: h["state"] for h in call(client, "GET", "/v1/hosts")}
     if args.host not in states:
         raise OpsError(f"host: unknown host '{args.host}'", 2)
     if args.action == "exit":
-        _call(client, "PUT", f"/v1/hosts/{args.host}/state", json={"state": "up"})
+        call(client, "PUT", f"/v1/hosts/{args.host}/state", json={"state": "up"})
         print(f"{args.host}: up; it takes VMs again")
         return _move_back(client, args) if args.move_back else 0
     if states[args.host] == "down":
         raise OpsError(f"host: {args.host} is down; nothing can be migrated off it", 2)
     body = {"goal": "evacuate", "hosts": [args.host], "time_limit_s": args.time_limit}
-    created = _call(client, "POST", "/v1/plans", json=body)
+    created = call(client, "POST", "/v1/plans", json=body)
     summary = created["summary"]
     reasons = [f"cannot leave: {why}" for why in created["not_placed"].values()]
     if summary["ha_reserve_held_before"] and not summary["ha_reserve_holds"] and not args.ignore_ha:
@@ -143,35 +143,35 @@ def run_maintenance(args: argparse.Namespace) -> int:
                        f"{summary['ha_reserve_breaks'][0]} (or --ignore-ha)")  # fmt: skip
     if reasons:
         print("\n".join(reasons))
-        _call(client, "POST", f"/v1/plans/{created['id']}/cancel")
+        call(client, "POST", f"/v1/plans/{created['id']}/cancel")
         print(f"{args.host}: nothing moved, the host stays {states[args.host]}")
         return 1
-    _call(client, "PUT", f"/v1/hosts/{args.host}/state", json={"state": "maintenance"})
-    _call(client, "POST", f"/v1/plans/{created['id']}/approve")
-    _call(client, "POST", f"/v1/plans/{created['id']}/apply")
+    call(client, "PUT", f"/v1/hosts/{args.host}/state", json={"state": "maintenance"})
+    call(client, "POST", f"/v1/plans/{created['id']}/approve")
+    call(client, "POST", f"/v1/plans/{created['id']}/apply")
     moves = created["summary"]["moves"]
     print(f"{args.host}: maintenance; plan {created['id']} moves {moves} VMs off")
     return 0 if args.no_wait else _watch(client, created["id"])
 
 
 def _move_back(client: httpx.Client, args: argparse.Namespace) -> int:
-    created = _call(client, "POST", "/v1/plans", json={"goal": "return", "hosts": [args.host]})
+    created = call(client, "POST", "/v1/plans", json={"goal": "return", "hosts": [args.host]})
     for vm, why in created["not_placed"].items():
         print(f"{vm} stays: {why}")
     moves = created["summary"]["moves"]
     if not moves:
-        _call(client, "POST", f"/v1/plans/{created['id']}/cancel")
+        call(client, "POST", f"/v1/plans/{created['id']}/cancel")
         print(f"{args.host}: no VM to move back")
         return 1 if created["not_placed"] else 0
-    _call(client, "POST", f"/v1/plans/{created['id']}/approve")
-    _call(client, "POST", f"/v1/plans/{created['id']}/apply")
+    call(client, "POST", f"/v1/plans/{created['id']}/approve")
+    call(client, "POST", f"/v1/plans/{created['id']}/apply")
     print(f"{args.host}: plan {created['id']} moves {moves} VMs back")
     status = 0 if args.no_wait else _watch(client, created["id"])
     return status or (1 if created["not_placed"] else 0)
 
 
 def run_vms(args: argparse.Namespace) -> int:
-    vms = _call(_client(args), "GET", "/v1/vms")
+    vms = call(client_of(args), "GET", "/v1/vms")
     table = Table("VM", "host", "vCPUs", "memory MiB", "conflict")
     for v in vms:
         table.add_row(v["name"], v["host"] or "-", str(v["demand"].get("vcpus", 0)),
@@ -181,9 +181,9 @@ def run_vms(args: argparse.Namespace) -> int:
 
 
 def run_plans(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_of(args)
     if args.action == "list":
-        for plan in _call(client, "GET", "/v1/plans"):
+        for plan in call(client, "GET", "/v1/plans"):
             print(f"{plan['id']:>5}  {plan['goal']:<12} {plan['status']}")
         return 0
     if args.action == "create":
@@ -191,7 +191,7 @@ def run_plans(args: argparse.Namespace) -> int:
             raise OpsError("--goal: required to create a plan", 2)
         body = {"goal": args.goal, "hosts": [h for h in args.hosts.split(",") if h],
                 "time_limit_s": args.time_limit}  # fmt: skip
-        created = _call(client, "POST", "/v1/plans", json=body)
+        created = call(client, "POST", "/v1/plans", json=body)
         s = created["summary"]
         hosts = f"{s['active_hosts_before']} -> {s['active_hosts_after']} hosts"
         print(
@@ -201,11 +201,11 @@ def run_plans(args: argparse.Namespace) -> int:
     if args.plan_id is None:
         raise OpsError(f"plan_id: required for {args.action}", 2)
     if args.action in ("approve", "apply", "cancel"):
-        answer = _call(client, "POST", f"/v1/plans/{args.plan_id}/{args.action}")
+        answer = call(client, "POST", f"/v1/plans/{args.plan_id}/{args.action}")
         print(f"plan {answer['id']}: {answer['status']}")
         return 0
     if args.action == "show":
-        _show(_call(client, "GET", f"/v1/plans/{args.plan_id}"))
+        _show(call(client, "GET", f"/v1/plans/{args.plan_id}"))
         return 0
     return _watch(client, args.plan_id)
 
@@ -225,7 +225,7 @@ def _watch(client: httpx.Client, plan_id: int) -> int:
     """Follow a plan until it ends, printing each change of its migrations."""
     seen: dict[int, str] = {}
     while True:
-        plan = _call(client, "GET", f"/v1/plans/{plan_id}")
+        plan = call(client, "GET", f"/v1/plans/{plan_id}")
         for order in plan["orders"]:
             if seen.get(order["id"]) != order["status"]:
                 seen[order["id"]] = order["status"]

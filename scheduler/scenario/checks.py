@@ -164,17 +164,16 @@ def _contradictions(spec: ScenarioSpec) -> Iterator[Problem]:
         yield from _affinity_conflicts(i, rule, members, hard, allowed, vms, spec)
 
 
-def _affinity_conflicts(
-    i: int, rule: RuleSpec, members: set[str], hard: list[tuple[int, RuleSpec, set[str]]],
-    allowed: dict[str, set[str]], vms: dict[str, VMSpec], spec: ScenarioSpec,
-) -> Iterator[Problem]:  # fmt: skip
+def against_affinity(
+    i: int, members: set[str], hard: list[tuple[int, RuleSpec, set[str]]]
+) -> Iterator[Problem]:
+    """Hard rules that contradict affinity rule ``i`` (over ``members``) on VMs both name:
+    an anti-affinity between two of them, or a spread that allows fewer per domain."""
     for j, other, other_members in hard:
         both = sorted(members & other_members)
         if other.type == "anti-affinity" and len(both) >= 2:
-            yield (
-                ("rules", j),
-                (f"anti-affinity contradicts affinity rule {i + 1} on {both[0]} and {both[1]}"),
-            )
+            reason = f"anti-affinity contradicts affinity rule {i + 1} on {both[0]} and {both[1]}"
+            yield ("rules", j), reason
         if other.type == "spread" and len(both) > (other.max_per_domain or 1):
             yield (
                 ("rules", j),
@@ -183,6 +182,13 @@ def _affinity_conflicts(
                     f"rule {i + 1} keeps {len(both)} of its VMs on one host"
                 ),
             )
+
+
+def _affinity_conflicts(
+    i: int, rule: RuleSpec, members: set[str], hard: list[tuple[int, RuleSpec, set[str]]],
+    allowed: dict[str, set[str]], vms: dict[str, VMSpec], spec: ScenarioSpec,
+) -> Iterator[Problem]:  # fmt: skip
+    yield from against_affinity(i, members, hard)
     common = set.intersection(*(allowed.get(n, set()) for n in members)) if members else set()
     if members and not common:
         yield ("rules", i), "pin/ban rules give the VMs of this affinity group no common host"

@@ -36,6 +36,8 @@ YamlPath = tuple[str | int, ...]
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 MAX_FILE_BYTES = 64 * 2**20  # a 100,000-VM scenario is about 15 MiB
 MAX_NODES = 5_000_000
+# How pydantic names the branches of the goal's union in an error's location.
+_UNION_BRANCHES = ("GoalSpec", "literal['place','consolidate','balance','evacuate']", "str")
 
 
 class ScenarioError(ValueError):
@@ -56,13 +58,17 @@ class Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    path = Path(path)
+    return parse_scenario(read_text(path), str(path))
+
+
+def read_text(path: str | Path) -> str:
+    """A scenario-format file (a scenario or a policy) as text, or one line saying why not."""
     try:
-        with path.open("rb") as file:
+        with Path(path).open("rb") as file:
             raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ScenarioError(str(path), None, "", f"cannot read: {exc.strerror}") from None
-    return parse_scenario(_text_of(raw, str(path)), str(path))
+    return _text_of(raw, str(path))
 
 
 def _text_of(raw: bytes, source: str) -> str:
@@ -81,6 +87,12 @@ def _text_of(raw: bytes, source: str) -> str:
 
 
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    data, lines = read_yaml(text, source)
+    return scenario_from_data(data, source, lines)
+
+
+def read_yaml(text: str, source: str) -> tuple[object, dict[YamlPath, int]]:
+    """The YAML document and the line of each of its paths, refusing hostile input."""
     loader = _Loader(text)
     try:
         root = loader.get_single_node()  # keeps line numbers for error reports
@@ -96,8 +108,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(source, None, "", "malformed YAML: nested too deeply") from None
     finally:
         loader.dispose()
-    lines = _line_map(root) if root is not None else {}
-    return scenario_from_data(data, source, lines)
+    return data, (_line_map(root) if root is not None else {})
 
 
 def _check_nodes(root: yaml.Node, source: str) -> None:
@@ -139,11 +150,11 @@ def scenario_from_data(
     try:
         spec = ScenarioSpec.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise _first_schema_error(exc, source, lines) from None
+        raise schema_error(exc, source, lines) from None
     problem = check_references(spec)
     if problem:
         yaml_path, reason = problem
-        raise ScenarioError(source, _line_of(lines, yaml_path), _field_name(yaml_path), reason)
+        raise ScenarioError(source, line_of(lines, yaml_path), field_name(yaml_path), reason)
     return _build(spec)
 
 
@@ -210,35 +221,33 @@ def _line_map(node: yaml.Node, path: YamlPath = ()) -> dict[YamlPath, int]:
     return lines
 
 
-def _line_of(lines: Mapping[YamlPath, int], path: YamlPath) -> int | None:
+def line_of(lines: Mapping[YamlPath, int], path: YamlPath) -> int | None:
     for end in range(len(path), -1, -1):
         if path[:end] in lines:
             return lines[path[:end]]
     return None
 
 
-def _field_name(path: Sequence[str | int]) -> str:
+def field_name(path: Sequence[str | int]) -> str:
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
 
-def _first_schema_error(
-    exc: pydantic.ValidationError, source: str, lines: Mapping[YamlPath, int]
-) -> ScenarioError:
+def schema_error(
+    exc: pydantic.ValidationError, source: str, lines: Mapping[YamlPath, int],
+    root: type[pydantic.BaseModel] = ScenarioSpec,
+) -> ScenarioError:  # fmt: skip
     errors = exc.errors()
     # A misspelt key also shows up as a missing one; the misspelling is the useful report.
     error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     # Unions report one error per branch ("goal.GoalSpec.type"): keep only data keys.
-    path = tuple(p for p in error["loc"] if isinstance(p, int) or not p[:1].isupper())
-    path = tuple(
-        p for p in path if p not in ("literal['place','consolidate','balance','evacuate']", "str")
-    )
+    path = tuple(p for p in error["loc"] if isinstance(p, int) or p not in _UNION_BRANCHES)
     reason = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
+    if error["type"] == "extra_forbidden" and path:
         key = str(path[-1])
-        known = _known_keys(path[:-1])
+        known = _known_keys(root, path[:-1])
         guess = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known: {', '.join(known)})"
         reason = f"unknown key '{key}'{hint}"
@@ -246,11 +255,11 @@ def _first_schema_error(
         reason = "missing (required)"
     elif error["type"] == "literal_error":
         reason = f"{reason}, got {error.get('input')!r}"
-    return ScenarioError(source, _line_of(lines, path), _field_name(path), reason)
+    return ScenarioError(source, line_of(lines, path), field_name(path), reason)
 
 
-def _known_keys(path: YamlPath) -> list[str]:
-    model: Any = ScenarioSpec
+def _known_keys(root: type[pydantic.BaseModel], path: YamlPath) -> list[str]:
+    model: Any = root
     for part in path:
         if isinstance(part, int):
             continue

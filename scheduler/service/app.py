@@ -15,7 +15,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scheduler.service.routes import health, hosts, orders, placements, plans, reports
+from scheduler.service.routes import (
+    health,
+    hosts,
+    orders,
+    placements,
+    plans,
+    policy,
+    reports,
+    rules,
+)
 from scheduler.service.runtime import Runtime
 
 MAX_BODY_BYTES = 8 * 2**20
@@ -26,7 +35,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(BodyLimit)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(StarletteHTTPException)(_http_error)  # FastAPI's and routing's own
-    for resource in (health, reports, hosts, placements, plans, orders):
+    for resource in (health, reports, hosts, placements, plans, orders, policy, rules):
         app.include_router(resource.router(runtime))
     return app
 

@@ -9,6 +9,7 @@ compared in constant time; a missing or unknown token is 401, the wrong role or 
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class Role(enum.StrEnum):
 class Principal:
     role: Role
     host: str | None = None  # an agent token bound to one host
+    fingerprint: str = ""  # names the token in records without revealing it
 
     def may_act_for(self, host: str) -> bool:
         return self.host is None or self.host == host
@@ -49,7 +51,8 @@ class Tokens:
         for role, known in ((Role.AGENT, self.agent), (Role.OPERATOR, self.operator)):
             for candidate in known:
                 if hmac.compare_digest(given, candidate.encode()):
-                    return Principal(role, self.agent_hosts.get(candidate))
+                    digest = hashlib.sha256(candidate.encode()).hexdigest()[:12]
+                    return Principal(role, self.agent_hosts.get(candidate), f"sha256:{digest}")
         return None
 
 

@@ -61,3 +61,11 @@ class Claim:
     demand: dict[str, int]
     at: float
     expires_at: float
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    version: int
+    at: float
+    by: str  # who applied it: a token's fingerprint, or the --policy file at start
+    document: dict[str, Any]  # the policy file's content, as JSON

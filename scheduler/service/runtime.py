@@ -6,6 +6,7 @@ tests alike.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,9 @@ from typing import Any
 from scheduler.ha.reserve import check_ha
 from scheduler.metrics import ClusterView, SchedulerMetrics
 from scheduler.model import Cluster, HostState, Limits, Policy
+from scheduler.placement.state import PlacementState
 from scheduler.planning.autopilot import AutomationPolicy
+from scheduler.scenario.policy import LivePolicy, policy_from_data
 from scheduler.service.auth import Tokens
 from scheduler.service.executor import ExecutionPolicy, Executor
 from scheduler.service.inventory import Inventory, snapshot
@@ -43,6 +46,10 @@ class ServiceConfig:
     power: PowerPolicy = field(default_factory=PowerPolicy)
     power_tick_s: float = 60.0
     claim_ttl_s: float = 900.0  # how long a placement holds room for a VM not yet reported
+    # A policy file given at start (``--policy``): kept as a new version when it differs from
+    # the newest one stored. Without it, the stored policy, else ``policy`` and ``limits``.
+    policy_file: LivePolicy | None = None
+    policy_source: str = ""
 
 
 class Runtime:
@@ -52,6 +59,8 @@ class Runtime:
     def __init__(self, config: ServiceConfig, store: Store) -> None:
         self.config, self.store = config, store
         self.started_at = config.clock()
+        self._policy_lock = threading.Lock()
+        self.policy, self.policy_version = self._starting_policy()
         self._ha_reports = LastValue(check_ha)
         self.metrics = SchedulerMetrics(self._view)
         self.executor = Executor(
@@ -79,6 +88,28 @@ class Runtime:
         )  # fmt: skip
         self.executor.replan = self.autopilot.replan
 
+    # -- the cluster policy ----------------------------------------------------------------
+
+    def _starting_policy(self) -> tuple[LivePolicy, int]:
+        given, stored = self.config.policy_file, self.store.policy()
+        if given is not None:
+            if stored is not None and stored.document == given.document:
+                return given, stored.version
+            by = f"--policy {self.config.policy_source}".strip()
+            return given, self.store.add_policy(given.document, self.config.clock(), by)
+        if stored is not None:
+            return policy_from_data(stored.document, f"stored policy {stored.version}"), (
+                stored.version
+            )
+        return LivePolicy(self.config.policy, self.config.limits, (), {}), 0
+
+    def set_policy(self, policy: LivePolicy, by: str) -> int:
+        """Enforce ``policy`` from the next decision on; returns its version number."""
+        with self._policy_lock:
+            version = self.store.add_policy(policy.document, self.config.clock(), by)
+            self.policy, self.policy_version = policy, version
+        return version
+
     # -- what the cluster looks like now -------------------------------------------------
 
     def liveness(self, chosen: HostState, reported_at: float, now: float) -> HostState:
@@ -100,9 +131,14 @@ class Runtime:
         states = {
             r.host: self.liveness(chosen.get(r.host, HostState.UP), at, now) for r, at in reports
         }
+        claims = self.store.claims(now)
+        policy = self.policy
+        # Rules apply to the VMs that exist now: those reported and those placed.
+        labels: dict[str, dict[str, str]] = {c.vm: {} for c in claims}
+        labels.update({d.name: {} for r, _ in reports for d in r.domains if d.holds_resources})
         inventory = snapshot(
-            [r for r, _ in reports], states, self.config.policy, limits=self.config.limits,
-            claims=self.store.claims(now),
+            [r for r, _ in reports], states, policy.policy, policy.rules_for(labels),
+            policy.limits, claims=claims,
         )  # fmt: skip
         return inventory, ages
 
@@ -140,7 +176,15 @@ class Runtime:
         ha = self._ha_reports(cluster) if cluster.policy.ha.required else None
         unfenced = sum(1 for f in self.store.fencing().values() if f.status == "failed")
         conflicts = len(inventory.conflicts)
-        return ClusterView(cluster, ages, counts, in_flight, idle, ha, unfenced, conflicts)
+        view = PlacementState(cluster, cluster.current_placement)
+        broken: dict[str, int] = {}
+        for rule in cluster.rules:
+            if rule.binds_restarts:  # the policy's rules, not the holds of the moment
+                broken[rule.kind] = broken.get(rule.kind, 0) + len(rule.violations(cluster, view))
+        return ClusterView(
+            cluster, ages, counts, in_flight, idle, ha, unfenced, conflicts, self.policy_version,
+            broken,
+        )  # fmt: skip
 
     # -- life ----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from agents.report import HostReport
 from scheduler.model import HostState
 from scheduler.planning.status import NEXT, PlanConflict, PlanStatus
-from scheduler.service.records import Claim, Fencing, OrderRecord, PlanRecord
+from scheduler.service.records import Claim, Fencing, OrderRecord, PlanRecord, PolicyRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (
@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS plan_events (
     at REAL NOT NULL,
     event TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS policies (
+    version INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    by TEXT NOT NULL,
+    document TEXT NOT NULL
+);
 """
 ORDER_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 OPEN_ORDERS = ("pending", "running")
@@ -112,6 +118,8 @@ class Store(Protocol):
     def add_claim(self, claim: Claim) -> None: ...
     def claims(self, now: float) -> list[Claim]: ...
     def drop_claims(self, vms: Iterable[str]) -> int: ...
+    def add_policy(self, document: Mapping[str, Any], at: float, by: str) -> int: ...
+    def policy(self) -> PolicyRecord | None: ...
 
 
 class SqliteStore:
@@ -383,6 +391,24 @@ class SqliteStore:
         with self._transaction() as db:
             marks = ", ".join("?" * len(names))
             return db.execute(f"DELETE FROM claims WHERE vm IN ({marks})", names).rowcount
+
+    def add_policy(self, document: Mapping[str, Any], at: float, by: str) -> int:
+        """Keep a new version of the cluster policy; returns its number."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO policies (at, by, document) VALUES (?, ?, ?)",
+                (at, by, json.dumps(document, sort_keys=True)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def policy(self) -> PolicyRecord | None:
+        """The newest version of the cluster policy, if one was ever kept."""
+        row = self._db.execute(
+            "SELECT version, at, by, document FROM policies ORDER BY version DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return PolicyRecord(int(row[0]), float(row[1]), str(row[2]), json.loads(row[3]))
 
 
 ORDER_COLUMNS = (
