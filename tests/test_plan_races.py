@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from scheduler.planning.autopilot import AutomationPolicy
 from scheduler.planning.status import FINISHED
 from tests.lab_cluster import wait_for
@@ -98,14 +100,46 @@ def test_an_operator_approving_races_the_autopilot_superseding(tmp_path: Path) -
         def automatic() -> list[int]:
             return [p.id for p in service.store.plans() if p.document.get("by") == "autopilot"]
 
-        wait_for(lambda: len(automatic()) == 1, 30, "an automatic proposal")
-        (first,) = automatic()
+        # The first decision may come before the reports (on an empty cluster) or after: the
+        # next one is due an interval later, with every host heard from again at that time.
+        clock.now += 61
+        assert all(agent.beat() for agent in team)
+        wait_for(lambda: len(automatic()) >= 1, 30, "an automatic proposal")
+        wait_for(lambda: service.store.plan(max(automatic())).status == "proposed", 30, "it")  # type: ignore[union-attr]
+        first, known = max(automatic()), len(automatic())
         clock.now += 120  # the next decision supersedes it, unless an operator approves it first
         assert all(agent.beat() for agent in team)  # the hosts are heard from at the new time
         approve, _ = race([post(service, f"/v1/plans/{first}/approve"), service.autopilot.tick])
-        wait_for(lambda: len(automatic()) == 2, 30, "the next automatic proposal")
+        wait_for(lambda: len(automatic()) == known + 1, 30, "the next automatic proposal")
         status = service.store.plan(first).status  # type: ignore[union-attr]
         if approve == 200:
             assert status == "approved"  # the operator's approval stands
         else:
             assert (approve, status) == (409, "cancelled")
+
+
+def test_a_plan_the_checker_refuses_is_never_kept(tmp_path: Path) -> None:
+    """The gate every stored plan passes, fed a plan made for another cluster: the checker's
+    words come back, and the store holds no plan."""
+    from dataclasses import replace
+
+    from scheduler.engine import decide_plan, plan_to_json
+    from scheduler.model import Goal
+    from scheduler.service.checked import PlanRefused, add_checked_plan
+    from scheduler.service.store import SqliteStore
+    from tests.conftest import cluster_of, hosts, vm
+
+    cluster = cluster_of({"name": "t", "hosts": hosts(2), "vms": [
+        vm("a", host="h1"), vm("b", host="h2")]})  # fmt: skip
+    outcome = decide_plan(cluster, Goal.CONSOLIDATE)
+    assert outcome.plan.moves  # one VM moves next to the other
+    shrunk = cluster.replace_hosts(
+        replace(h, capacity={**h.capacity, "memory_mib": 8192}) for h in cluster.hosts
+    )  # each host now holds one VM only: the same plan overloads one
+    store = SqliteStore(tmp_path / "vmpack.db")
+    elsewhere = replace(outcome, decision=replace(outcome.decision, cluster=shrunk))
+    with pytest.raises(PlanRefused, match=r"plan: refused by the checker: .*memory_mib"):
+        add_checked_plan(store, "consolidate", elsewhere, {}, 1.0)
+    assert store.plans() == []
+    assert add_checked_plan(store, "consolidate", outcome, plan_to_json(outcome), 1.0) == 1
+    store.close()

@@ -23,6 +23,7 @@ from scheduler.engine import Outcome, decide_plan, plan_to_json
 from scheduler.model import Cluster, Goal
 from scheduler.planning.autopilot import AutomationPolicy, consider, held_in_place
 from scheduler.planning.status import PlanConflict, PlanStatus
+from scheduler.service.checked import add_checked_plan
 from scheduler.service.loops.ticker import Ticker
 from scheduler.service.records import OrderRecord, PlanRecord
 from scheduler.service.store import Store
@@ -84,7 +85,7 @@ class Autopilot:
             return None
         document = plan_to_json(outcome) | {"evacuate": [], "by": "autopilot", "not_placed": {}}
         self.on_decided("consolidate", outcome)
-        plan_id = self.store.add_plan("consolidate", document, now)
+        plan_id = add_checked_plan(self.store, "consolidate", outcome, document, now)
         if self.policy.level == "automatic":
             self._approve_and_run(plan_id, now, "approved automatically", "applied automatically")
         return plan_id
@@ -117,7 +118,7 @@ class Autopilot:
             "evacuate": hosts, "replans": depth + 1, "replan_of": plan_id, "held": held,
             "not_placed": {}, "by": record.document.get("by", "operator"),
         }  # fmt: skip
-        new_id = self.store.add_plan(record.goal, document, now)
+        new_id = add_checked_plan(self.store, record.goal, outcome, document, now)
         self._approve_and_run(
             new_id, now, f"re-planned after plan {plan_id}", f"holding {', '.join(held)} in place"
         )

@@ -26,6 +26,7 @@ from scheduler.engine import plan_to_json
 from scheduler.ha.failover import Failover, decide_failover
 from scheduler.model import Cluster, HostState
 from scheduler.planning.status import PlanStatus
+from scheduler.service.checked import add_checked_plan
 from scheduler.service.loops.reserve_cache import fingerprint
 from scheduler.service.loops.ticker import Ticker
 from scheduler.service.records import Fencing
@@ -155,7 +156,7 @@ class FailoverWatch:
             return
         document = failover_document(plan_to_json(result.outcome), view, result)
         now = self.clock()
-        plan_id = self.store.add_plan("failover", document, now)
+        plan_id = add_checked_plan(self.store, "failover", result.outcome, document, now)
         hosts = ", ".join(sorted(fenced))
         self.store.move_plan(
             plan_id, {PlanStatus.PROPOSED}, PlanStatus.RUNNING, now,

@@ -7,13 +7,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from scheduler.engine import decide_plan, plan_to_json
+from scheduler.engine import Outcome, decide_plan, plan_to_json
 from scheduler.model import Cluster, Goal
 from scheduler.placement.explain import why_not_placed
 from scheduler.planning.maintenance import evacuated_from, move_back
 from scheduler.planning.status import PlanConflict, PlanStatus
 from scheduler.service.api_models import PlanIn
 from scheduler.service.auth import Role, requires
+from scheduler.service.checked import PlanRefused, add_checked_plan
 from scheduler.service.routes.common import ERRORS, existing_id
 from scheduler.service.runtime import Runtime
 from scheduler.solver.cpsat.solve import SolverSettings, SolveStatus
@@ -52,7 +53,7 @@ def router(runtime: Runtime) -> APIRouter:
         summary = document["summary"]
         proven = outcome.decision.status is SolveStatus.OPTIMAL
         runtime.metrics.plan_decided(body.goal, outcome.decision.seconds, summary["gap"], proven)
-        plan_id = store.add_plan(body.goal, document, at=config.clock())
+        plan_id = _keep(runtime, body.goal, outcome, document)
         return {"id": plan_id, "status": "proposed", "summary": summary, "not_placed": why}
 
     @routes.get("/v1/plans")
@@ -115,6 +116,13 @@ def _return_plan(runtime: Runtime, cluster: Cluster, hosts: list[str]) -> dict[s
     outcome, why = move_back(cluster, host, evacuated_from(host, history))
     document = plan_to_json(outcome) | {"goal": "return", "returning_to": host,
                                         "not_placed": why}  # fmt: skip
-    plan_id = runtime.store.add_plan("return", document, at=runtime.config.clock())
+    plan_id = _keep(runtime, "return", outcome, document)
     return {"id": plan_id, "status": "proposed", "summary": document["summary"],
             "not_placed": why}  # fmt: skip
+
+
+def _keep(runtime: Runtime, goal: str, outcome: Outcome, document: dict[str, Any]) -> int:
+    try:
+        return add_checked_plan(runtime.store, goal, outcome, document, runtime.config.clock())
+    except PlanRefused as refused:
+        raise HTTPException(409, str(refused)) from None
