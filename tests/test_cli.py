@@ -182,3 +182,21 @@ def test_failover_restarts_a_racks_vms_and_says_which_cannot(tmp_path: Path) -> 
     assert {p["kind"] for p in plan["placements"]} == {"restart"} and plan["migrations"] == []
     check = vmpack("check", scenario, str(out))
     assert check.returncode == 0 and check.stdout.startswith("OK")
+
+
+def test_vms_left_without_a_host_are_explained_in_the_json_and_on_stderr(tmp_path: Path) -> None:
+    scenario = tmp_path / "three-apart.yaml"
+    scenario.write_text(
+        "name: three-apart\n"
+        "hosts:\n  - {name: h1, cpus: 8, memory: 32GiB}\n  - {name: h2, cpus: 8, memory: 32GiB}\n"
+        "vms:\n  - {name: a, vcpus: 1, memory: 1GiB, host: h1}\n"
+        "  - {name: b, vcpus: 1, memory: 1GiB, host: h2}\n  - {name: c, vcpus: 1, memory: 1GiB}\n"
+        "rules:\n  - {type: anti-affinity, vms: [a, b, c]}\n"
+    )
+    run = vmpack("plan", str(scenario), "--goal", "place", "--time-limit", "5", "--json")
+    assert run.returncode == 1
+    why = json.loads(run.stdout)["not_placed"]
+    assert list(why) == ["c"] and "anti-affinity #1" in why["c"]
+    assert run.stderr == f"vmpack: c: {why['c']}\n"
+    explained = vmpack("explain", str(scenario), "--goal", "place", "--vm", "c")
+    assert why["c"] in explained.stdout  # the same reason as vmpack explain

@@ -173,15 +173,23 @@ def _run_plan(args: argparse.Namespace) -> int:
     outcome = decide_plan(scenario.cluster, goal, hosts, options)
     if options.progress is not None:
         options.progress("", -1.0)  # closes the display
-    document = plan_to_json(outcome) | {"evacuate": list(hosts)}
+    why = dict(zip(outcome.left_behind, _explanations(outcome), strict=True))
+    document = plan_to_json(outcome) | {"evacuate": list(hosts), "not_placed": why}
     if args.out:
         args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(document, indent=2))
+        _say_not_placed(why)
     else:
-        print_outcome(outcome, _explanations(outcome), args.out)
+        print_outcome(outcome, list(why.values()), args.out)
     reached = not (outcome.left_behind or outcome.plan.unresolved or outcome.conflicting_rules)
     return 0 if reached else 1
+
+
+def _say_not_placed(why: dict[str, str]) -> None:
+    """With ``--json`` on stdout, each VM left without a host is still one line on stderr."""
+    for vm, reason in why.items():
+        print(f"vmpack: {vm}: {reason}", file=sys.stderr)
 
 
 def _explanations(outcome: Outcome) -> list[str]:
@@ -274,6 +282,7 @@ def _run_failover(args: argparse.Namespace) -> int:
         args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(document, indent=2))
+        _say_not_placed(result.not_restarted)
     else:
         print_outcome(result.outcome, list(result.not_restarted.values()), args.out)
         print(f"failed: {', '.join(result.failed_hosts)}; restarted {len(result.restarts)} VMs, "
