@@ -35,6 +35,11 @@ def domain(name: str, uuid: str) -> dict[str, object]:
             "state": "running", "persistent": True}  # fmt: skip
 
 
+def report_of(*domains: dict[str, object]) -> str:
+    body = {"host": "kvm-09", "cpus": 4, "memory_mib": 4096, "disk_mib": 0, "domains": domains}
+    return json.dumps(body)
+
+
 CASES = [
     # (what, token, method, path, body, status, the error's start)
     (
@@ -125,15 +130,7 @@ CASES = [
         AGENT_TOKEN,
         "POST",
         "/v1/reports",
-        json.dumps(
-            {
-                "host": "kvm-09",
-                "cpus": 4,
-                "memory_mib": 4096,
-                "disk_mib": 0,
-                "domains": [domain("d", "u1"), domain("d", "u2")],
-            }
-        ),
+        report_of(domain("d", "u1"), domain("d", "u2")),
         422,
         "domains: two domains with the name 'd'",
     ),
@@ -142,15 +139,7 @@ CASES = [
         AGENT_TOKEN,
         "POST",
         "/v1/reports",
-        json.dumps(
-            {
-                "host": "kvm-09",
-                "cpus": 4,
-                "memory_mib": 4096,
-                "disk_mib": 0,
-                "domains": [domain("d1", "u1"), domain("d2", "u1")],
-            }
-        ),
+        report_of(domain("d1", "u1"), domain("d2", "u1")),
         422,
         "domains: two domains with the uuid 'u1'",
     ),

@@ -74,9 +74,6 @@ class LivePolicy:
         return tuple(built)
 
 
-DEFAULT = PolicyFileSpec()
-
-
 def load_policy(path: str | Path) -> LivePolicy:
     return parse_policy(read_text(path), str(path))
 
