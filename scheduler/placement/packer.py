@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 
 from scheduler.model import Cluster, HostState
+from scheduler.placement.ranking import ranked, with_room
 from scheduler.placement.state import PlacementState
 
 Fit = str  # "best" or "first"
@@ -69,16 +70,13 @@ class Packer:
 
     def choose(self, vm: str, allowed: np.ndarray, fit: Fit) -> str | None:
         """The host for ``vm`` among ``allowed`` (a boolean mask), or None."""
-        vector = self.demand(vm)
-        mask = allowed & self.open & (self.free >= vector).all(axis=1)
-        candidates = np.flatnonzero(mask)
-        if candidates.size == 0:
-            return None
+        vector, allowed = self.demand(vm), allowed & self.open
         if fit == "best":
-            slack = ((self.free[candidates] - vector) / self.scale).sum(axis=1)
-            candidates = candidates[np.argsort(slack, kind="stable")]
-        for i in candidates:
-            host = self.hosts[i]
+            candidates = ranked(self.free, vector, allowed, self.scale)
+        else:
+            candidates = with_room(self.free, vector, allowed)
+        for i in candidates.tolist():
+            host: str = self.hosts[i]
             if self.state.rules_allow(vm, host):
                 return host
         return None
