@@ -11,8 +11,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import replace
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -86,6 +85,7 @@ OPEN_ORDERS = ("pending", "running")
 
 
 class Store(Protocol):
+    def together(self) -> AbstractContextManager[None]: ...
     def save_report(self, report: HostReport, at: float) -> None: ...
     def reports(self) -> list[tuple[HostReport, float]]: ...
     def set_host_state(self, host: str, state: HostState) -> None: ...
@@ -161,26 +161,46 @@ class SqliteStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """All or nothing: a failure inside leaves the store as it was."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        """All or nothing: a failure inside leaves the store as it was. Inside ``together``
+        it is a savepoint of the open transaction: undone alone, kept with the rest."""
+        if getattr(self._local, "open", False):
+            self._db.execute("SAVEPOINT one")
             try:
                 yield self._db
             except BaseException:
+                self._db.execute("ROLLBACK TO one")
+                self._db.execute("RELEASE one")
+                raise
+            self._db.execute("RELEASE one")
+            return
+        with self.together():
+            yield self._db
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """One transaction for every write made inside it by this thread (one sync)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._local.open = True
+            try:
+                yield
+            except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            finally:
+                self._local.open = False
             self._db.execute("COMMIT")
 
     def save_report(self, report: HostReport, at: float) -> None:
         """The report, and apart from it each domain definition it carries (agents send a
         definition only when it changed)."""
-        slim = replace(report, domains=tuple(replace(d, definition="") for d in report.domains))
+        slim = json.dumps(report.to_json(definitions=False))
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO hosts (name, report, reported_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET report = excluded.report, "
                 "reported_at = excluded.reported_at",
-                (report.host, json.dumps(slim.to_json()), at),
+                (report.host, slim, at),
             )
             db.executemany(
                 "INSERT INTO definitions (vm, host, xml, at) VALUES (?, ?, ?, ?) "
