@@ -83,8 +83,9 @@ def test_no_plan_moves_a_vm_that_is_only_claimed(tmp_path: Path) -> None:
     with running_service(tmp_path / "vmpack.db") as service:
         reported(tmp_path, service)  # everything fits on kvm-01; kvm-02 holds 4 GiB
         now = service.clock()
-        service.store.add_claim(Claim("new", "kvm-02", {"vcpus": 1, "memory_mib": 2048}, now,
-                                      now + 900))  # fmt: skip
+        claim = Claim("new", "kvm-02", {"vcpus": 1, "memory_mib": 2048}, now, now + 900)
+        service.store.add_claim(claim)  # as the placement path keeps it: the store, then memory
+        service.runtime.live.add_claim(claim)
         ops = service.client(OPERATOR_TOKEN)
         created = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 3})
         assert created.status_code == 201, created.text

@@ -813,7 +813,7 @@ def test_host_power_keeps_the_ha_reserve(tmp_path: Path) -> None:
         reported(tmp_path, service, layout)
         service.power.tick()  # losing kvm-01 or kvm-02 needs kvm-03's room: it stays on
         assert not log.exists()
-        service.store.set_host_state("kvm-03", HostState.STANDBY)  # switched off by hand
+        service.runtime.set_host_state("kvm-03", HostState.STANDBY)  # switched off by hand
         service.power.tick()  # the reserve no longer holds: kvm-03 comes back
         assert log.read_text().split()[-2:] == ["on", "kvm-03"]
         assert service.store.host_states()["kvm-03"] is HostState.UP

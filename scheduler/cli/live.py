@@ -67,6 +67,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="SECONDS",
         help="a VM moved automatically stays put this long",
     )
+    serve.add_argument("--placement", choices=["fast", "solver"], default="fast",
+                       help="vector ranking (CP-SAT under HA), or CP-SAT always")  # fmt: skip
     serve.add_argument("--on-failure", choices=["stop", "continue", "replan"], default="stop",
                        help="after a failed migration: stop, carry on, or re-plan")  # fmt: skip
     serve.set_defaults(run=run_serve)
@@ -105,6 +107,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from scheduler.service.liveness import Heartbeat
     from scheduler.service.loops.failover import FencingPolicy
     from scheduler.service.loops.power import PowerPolicy
+    from scheduler.service.placer import PlacementPath
     from scheduler.service.runtime import Runtime, ServiceConfig
     from scheduler.service.server import Listen, Server
     from scheduler.service.store import SqliteStore
@@ -144,7 +147,7 @@ def run_serve(args: argparse.Namespace) -> int:
         tokens, heartbeat, policy, fencing=FencingPolicy(fence, args.fence_timeout),
         execution=ExecutionPolicy(on_failure=args.on_failure), automation=automation,
         power=power, power_tick_s=args.power_every, policy_file=policy_file,
-        policy_source=str(args.policy or ""),
+        policy_source=str(args.policy or ""), placement=PlacementPath(args.placement),
     )  # fmt: skip
     store = SqliteStore(args.db)
     try:

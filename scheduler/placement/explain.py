@@ -27,10 +27,10 @@ def why_not_placed(cluster: Cluster, placement: Mapping[str, str | None], vm: st
         reasons[_reason(cluster, state, vm, host.name)].append(host.name)
     reasons.pop("", None)
     parts = [
-        f"{len(hosts)} host{'s' if len(hosts) > 1 else ''} {why} ({_names(hosts)})"
+        f"{len(hosts)} host{'s' if len(hosts) > 1 else ''} {why} ({some_names(hosts)})"
         for why, hosts in sorted(reasons.items(), key=lambda kv: -len(kv[1]))
     ]
-    need = ", ".join(_amount(r, a) for r, a in spec.demand.items() if a)
+    need = ", ".join(amount_text(r, a) for r, a in spec.demand.items() if a)
     return f"{vm} (needs {need}): " + ("; ".join(parts) or "no host is usable")
 
 
@@ -53,13 +53,13 @@ def _reason(cluster: Cluster, state: PlacementState, vm: str, host_name: str) ->
     return ""
 
 
-def _amount(resource: str, amount: int) -> str:
+def amount_text(resource: str, amount: int) -> str:
     if resource.endswith("_mib"):
         return f"{format_mib(amount)} {resource.removesuffix('_mib')}"
     return f"{amount} {resource}"
 
 
-def _names(hosts: list[str]) -> str:
+def some_names(hosts: list[str]) -> str:
     return ", ".join(hosts[:5]) + (f", +{len(hosts) - 5} more" if len(hosts) > 5 else "")
 
 

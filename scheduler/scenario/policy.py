@@ -10,7 +10,7 @@ both name.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,30 @@ class LivePolicy:
                     vm for vm, own in sorted(labels.items())
                     if all(own.get(k) == v for k, v in spec.selector.items())
                 )  # fmt: skip
+            if len(members) >= (2 if spec.type in GROUP_RULES else 1):
+                built.append(RULE_TYPES[spec.type].from_fields(position, members, spec))
+        return tuple(built)
+
+    def rules_binding(
+        self,
+        vm: str,
+        labels: Mapping[str, str],
+        exists: Callable[[str], bool],
+        labelled: Callable[[Mapping[str, str]], Iterable[str]],
+    ) -> tuple[Rule, ...]:
+        """The rules that would bind ``vm`` (with ``labels``) once it exists, over it and the
+        VMs that exist, numbered as ``rules_for`` numbers them: what one placement needs,
+        without building the rules over every VM."""
+        built: list[Rule] = []
+        for position, spec in enumerate(self.rules, start=1):
+            if spec.vms:
+                if vm not in spec.vms:
+                    continue
+                members = tuple(v for v in spec.vms if v == vm or exists(v))
+            elif all(labels.get(k) == v for k, v in spec.selector.items()):
+                members = tuple(sorted({*labelled(spec.selector), vm}))
+            else:
+                continue
             if len(members) >= (2 if spec.type in GROUP_RULES else 1):
                 built.append(RULE_TYPES[spec.type].from_fields(position, members, spec))
         return tuple(built)

@@ -32,6 +32,7 @@ from scheduler.model import (
 )
 from scheduler.planning.autopilot import held_in_place
 from scheduler.rules import Rule
+from scheduler.scenario.policy import LivePolicy
 from scheduler.service.records import Claim
 
 
@@ -82,6 +83,15 @@ def snapshot(
     cluster = Cluster(name, hosts, tuple(vms), rules, policy, limits or Limits())
     held = [c.vm for c in claimed] + [vm for vm in conflicts if vm in cluster.vm_by_name]
     return Inventory(held_in_place(cluster, held), conflicts)
+
+
+def rules_now(
+    policy: LivePolicy, reports: Iterable[HostReport], claims: Iterable[Claim]
+) -> tuple[Rule, ...]:
+    """The policy's rules over the VMs that exist now: those reported and those placed."""
+    labels: dict[str, dict[str, str]] = {c.vm: {} for c in claims}
+    labels.update({d.name: {} for r in reports for d in r.domains if d.holds_resources})
+    return policy.rules_for(labels)
 
 
 def _host(report: HostReport, state: HostState, policy: Policy) -> Host:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.report import HostReport
 from scheduler.ha.reserve import check_ha
 from scheduler.metrics import ClusterView, SchedulerMetrics
 from scheduler.model import Cluster, HostState, Limits, Policy
@@ -20,12 +22,15 @@ from scheduler.planning.autopilot import AutomationPolicy
 from scheduler.scenario.policy import LivePolicy, policy_from_data
 from scheduler.service.auth import Tokens
 from scheduler.service.executor import ExecutionPolicy, Executor
-from scheduler.service.inventory import Inventory, snapshot
+from scheduler.service.group_commit import GroupCommit
+from scheduler.service.inventory import Inventory, rules_now, snapshot
+from scheduler.service.live_inventory import LiveInventory
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.loops.autopilot import Autopilot
 from scheduler.service.loops.failover import FailoverWatch, FencingPolicy
 from scheduler.service.loops.power import PowerControl, PowerPolicy
 from scheduler.service.loops.reserve_cache import LastValue, running_plan_idle_s
+from scheduler.service.placer import PlacementPath, Placer
 from scheduler.service.store import Store
 from scheduler.solver.cpsat.solve import SolverSettings, SolveStatus
 from scheduler.solver.options import SearchOptions
@@ -46,6 +51,7 @@ class ServiceConfig:
     power: PowerPolicy = field(default_factory=PowerPolicy)
     power_tick_s: float = 60.0
     claim_ttl_s: float = 900.0  # how long a placement holds room for a VM not yet reported
+    placement: PlacementPath = PlacementPath.FAST
     # A policy file given at start (``--policy``): kept as a new version when it differs from
     # the newest one stored. Without it, the stored policy, else ``policy`` and ``limits``.
     policy_file: LivePolicy | None = None
@@ -61,6 +67,12 @@ class Runtime:
         self.started_at = config.clock()
         self._policy_lock = threading.Lock()
         self.policy, self.policy_version = self._starting_policy()
+        self.writes = GroupCommit(store.together)  # reports and claims, a sync per batch
+        self.live = LiveInventory(config.heartbeat, self.started_at, self.policy.policy.overcommit)
+        ended = self.live.load(store.reports(), store.host_states(), store.claims(config.clock()))
+        store.drop_claims(ended)
+        self._snapshot_lock = threading.Lock()
+        self._snapshot: tuple[object, Inventory] | None = None
         self._ha_reports = LastValue(check_ha)
         self.metrics = SchedulerMetrics(self._view)
         self.executor = Executor(
@@ -75,7 +87,7 @@ class Runtime:
         self.power = PowerControl(
             store, self.cluster, config.power,
             lambda action, outcome: self.metrics.power.labels(action, outcome).inc(),
-            config.clock,
+            config.clock, self.set_host_state,
         )  # fmt: skip
         self.failover.need_room = self.power.power_on
         self.autopilot = Autopilot(
@@ -87,6 +99,10 @@ class Runtime:
             SearchOptions(SolverSettings(30.0, config.solver_workers)),
         )  # fmt: skip
         self.executor.replan = self.autopilot.replan
+        self.placer = Placer(
+            self.live, store, self.writes, lambda: self.policy, self.cluster, config.clock,
+            self.power.power_on, config.claim_ttl_s, config.placement, config.solver_workers,
+        )  # fmt: skip
 
     # -- the cluster policy ----------------------------------------------------------------
 
@@ -108,7 +124,26 @@ class Runtime:
         with self._policy_lock:
             version = self.store.add_policy(policy.document, self.config.clock(), by)
             self.policy, self.policy_version = policy, version
+            self.live.set_overcommit(policy.policy.overcommit)
         return version
+
+    # -- what the agents and operators say -----------------------------------------------
+
+    def accept_report(self, report: HostReport) -> Future[None]:
+        """Take an agent's report: at once in memory (the claims of VMs this host now runs
+        end with it), and in the store with the next batch; done once on disk."""
+        at = self.config.clock()
+        ended = self.live.apply_report(report, at)
+
+        def write() -> None:
+            self.store.save_report(report, at)
+            self.store.drop_claims(ended)
+
+        return self.writes.submit(write)
+
+    def set_host_state(self, host: str, state: HostState) -> None:
+        self.store.set_host_state(host, state)
+        self.live.set_state(host, state)
 
     # -- what the cluster looks like now -------------------------------------------------
 
@@ -123,24 +158,30 @@ class Runtime:
         return inventory.cluster, ages
 
     def inventory(self) -> tuple[Inventory, dict[str, float]]:
-        """The snapshot with its conflicts, and each host's report age in seconds."""
+        """The snapshot with its conflicts, and each host's report age in seconds; built
+        again only when a report, a host state, a claim or the policy changed since."""
         now = self.config.clock()
-        reports = self.store.reports()
-        chosen = self.store.host_states()
+        live = self.live
+        with live.lock:
+            live.expire(now)
+            reports, chosen = live.reports(), live.states()
+            claims = list(live.claims.values())
+            version = live.version
         ages = {r.host: now - at for r, at in reports}
         states = {
             r.host: self.liveness(chosen.get(r.host, HostState.UP), at, now) for r, at in reports
         }
-        claims = self.store.claims(now)
-        policy = self.policy
-        # Rules apply to the VMs that exist now: those reported and those placed.
-        labels: dict[str, dict[str, str]] = {c.vm: {} for c in claims}
-        labels.update({d.name: {} for r, _ in reports for d in r.domains if d.holds_resources})
-        inventory = snapshot(
-            [r for r, _ in reports], states, policy.policy, policy.rules_for(labels),
-            policy.limits, claims=claims,
-        )  # fmt: skip
-        return inventory, ages
+        key = (version, self.policy_version, tuple(states.values()))
+        with self._snapshot_lock:
+            if self._snapshot is not None and self._snapshot[0] == key:
+                return self._snapshot[1], ages
+            policy, hosts = self.policy, [r for r, _ in reports]
+            inventory = snapshot(
+                hosts, states, policy.policy, rules_now(policy, hosts, claims), policy.limits,
+                claims=claims,
+            )  # fmt: skip
+            self._snapshot = (key, inventory)
+            return inventory, ages
 
     def cluster(self) -> Cluster:
         return self.current()[0]
@@ -148,21 +189,18 @@ class Runtime:
     def down_hosts(self) -> set[str]:
         """Cheap: from report times alone (the failover watch asks every second)."""
         now = self.config.clock()
-        chosen = self.store.host_states()
+        chosen = self.live.states()
         return {
-            h for h, at in self.store.report_times().items()
+            h for h, at in self.live.report_times().items()
             if self.liveness(chosen.get(h, HostState.UP), at, now) is HostState.DOWN
         }  # fmt: skip
 
     def host_details(self, host: str) -> dict[str, Any]:
         """Where migrations to ``host`` go, as its agent reported."""
-        for report, _ in self.store.reports():
-            if report.host == host:
-                return {
-                    "target_uri": report.libvirt_uri,
-                    "migration_address": report.migration_address,
-                }
-        return {}
+        report = self.live.report_of(host)
+        if report is None:
+            return {}
+        return {"target_uri": report.libvirt_uri, "migration_address": report.migration_address}
 
     def _view(self) -> ClusterView:
         inventory, ages = self.inventory()
@@ -201,3 +239,4 @@ class Runtime:
         self.power.stop()
         self.autopilot.stop()
         self.executor.shutdown()
+        self.writes.close()

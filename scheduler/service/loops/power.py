@@ -52,9 +52,12 @@ class PowerControl:
         policy: PowerPolicy,
         counted: Callable[[str, str], None],  # (action, outcome)
         clock: Callable[[], float] = time.time,
+        set_state: Callable[[str, HostState], None] | None = None,
     ) -> None:
         self.store, self.snapshot, self.policy, self.counted = store, snapshot, policy, counted
         self.clock = clock
+        # The service records a host's new state in its inventory and its store alike.
+        self.set_state = set_state or store.set_host_state
         self._waking: dict[str, float] = {}  # host switched on -> when, until it reports
         self._lock = threading.Lock()
         self._waking_lock = threading.Lock()
@@ -128,5 +131,5 @@ class PowerControl:
             if not ok:
                 log.warning("power %s %s failed: %s", action, host, detail)
                 return False
-            self.store.set_host_state(host, state)
+            self.set_state(host, state)
             return True

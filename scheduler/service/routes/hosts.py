@@ -47,9 +47,9 @@ def router(runtime: Runtime) -> APIRouter:
 
     @routes.put("/v1/hosts/{name}/state")
     def set_state(name: str, body: HostStateIn) -> dict[str, str]:
-        if name not in store.host_states():
+        if name not in runtime.live.index:
             raise HTTPException(404, f"host: unknown host '{name}'")
-        store.set_host_state(name, HostState(body.state))
+        runtime.set_host_state(name, HostState(body.state))
         return {"name": name, "state": body.state}
 
     @routes.get("/v1/vms")

@@ -3,6 +3,7 @@ of restarted VMs it should remove."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -18,18 +19,15 @@ from scheduler.service.runtime import Runtime
 def router(runtime: Runtime) -> APIRouter:
     routes = APIRouter(responses=ERRORS)
     agent = Depends(requires(runtime.config.tokens, [Role.AGENT]))
-    store, metrics = runtime.store, runtime.metrics
+    metrics = runtime.metrics
 
     @routes.post("/v1/reports")
-    def report(body: ReportIn, who: Principal = agent) -> dict[str, Any]:
+    async def report(body: ReportIn, who: Principal = agent) -> dict[str, Any]:
         if not who.may_act_for(body.host):
             metrics.reports.labels("rejected").inc()
             raise HTTPException(403, f"host: this token reports for {who.host} only")
         report = HostReport.from_json(body.model_dump())
-        store.save_report(report, at=runtime.config.clock())
-        # A claim ends when its own host reports the VM, never when another host does.
-        mine = {c.vm for c in store.claims(runtime.config.clock()) if c.host == report.host}
-        store.drop_claims(d.name for d in report.domains if d.holds_resources and d.name in mine)
+        await asyncio.wrap_future(runtime.accept_report(report))  # on disk, with others
         metrics.reports.labels("accepted").inc()
         return {"accepted": True, "discard": stale_copies(runtime, report)}
 
@@ -44,10 +42,10 @@ def stale_copies(runtime: Runtime, report: HostReport) -> list[str]:
     superseded = store.superseded(report.host) & held if held else set()
     if not superseded:
         return []
-    chosen, now = store.host_states(), runtime.config.clock()
+    chosen, now = runtime.live.states(), runtime.config.clock()
     running_elsewhere = {
         d.name
-        for other, at in store.reports()
+        for other, at in runtime.live.reports()
         if other.host != report.host
         and runtime.liveness(chosen.get(other.host, HostState.UP), at, now) is HostState.UP
         for d in other.domains
