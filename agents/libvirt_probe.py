@@ -7,6 +7,9 @@ disagree, and /proc/meminfo then moves with the balloon of the outer hypervisor.
 be stable to plan against, so we take getInfo() and report getMemoryStats() (when the driver
 offers it) separately as ``memory_free_mib``, a usage figure, never a capacity.
 
+The host UUID comes from the capabilities document: it tells one machine from another when
+two agents are given one host name.
+
 Disk capacity is the sum of the active storage pools; a domain's disk demand is the sum of
 its disks' capacities (``blockInfo``). Drivers without pools or disk information report 0.
 """
@@ -56,7 +59,15 @@ def probe(
         labels=dict(labels or {}),
         libvirt_uri=libvirt_uri,
         migration_address=migration_address,
+        host_uuid=host_uuid(conn),
     )
+
+
+def host_uuid(conn: libvirt.virConnect) -> str:
+    """libvirt's UUID of the machine (SMBIOS, or ``host_uuid`` in libvirtd.conf): the
+    scheduler refuses a report under a known host name from another machine. "" where the
+    driver has none (the test driver)."""
+    return ET.fromstring(conn.getCapabilities()).findtext("host/uuid") or ""
 
 
 def _domains(conn: libvirt.virConnect) -> tuple[DomainReport, ...]:

@@ -39,6 +39,7 @@ class HostReport:
     labels: dict[str, str] = field(default_factory=dict)
     libvirt_uri: str = ""  # how other hosts' libvirtd reach this one, for migrations
     migration_address: str = ""  # where incoming migration streams connect, if not advertised
+    host_uuid: str = ""  # libvirt's host UUID: which machine speaks under this host name
 
     def to_json(self, definitions: bool = True) -> dict[str, Any]:
         """Plain values; without the domain definitions if ``definitions`` is false (the

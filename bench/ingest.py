@@ -276,8 +276,9 @@ def show(title: str, run: Run) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=1000, help="hosts, ten VMs each")
-    parser.add_argument("--interval", type=float, default=30.0,
-                        help="seconds between two reports of one host")
+    parser.add_argument(
+        "--interval", type=float, default=30.0, help="seconds between two reports of one host"
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each load phase")
     parser.add_argument("--baseline-placements", type=int, default=3,
                         help="per client, on the --placement solver scheduler")  # fmt: skip

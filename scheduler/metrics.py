@@ -20,7 +20,7 @@ from scheduler.model import Cluster, HostState, active_hosts, host_loads, vms_by
 from scheduler.planning.status import PlanStatus
 from scheduler.rules import RULE_TYPES
 
-REPORT_OUTCOMES = ("accepted", "rejected")
+REPORT_OUTCOMES = ("accepted", "rejected", "identity_conflict")
 GOALS = ("place", "consolidate", "balance", "evacuate", "failover")
 MIGRATION_OUTCOMES = ("succeeded", "failed")
 

@@ -10,10 +10,18 @@ from typing import Any
 import libvirt
 import pytest
 
+from agents.libvirt_probe import probe
 from scheduler.service.executor import ExecutionPolicy
 from scheduler.service.records import OrderRecord
 from tests.lab_cluster import agents, lab, wait_for
-from tests.service_harness import OPERATOR_TOKEN, Clock, Service, free_port, running_service
+from tests.service_harness import (
+    AGENT_TOKEN,
+    OPERATOR_TOKEN,
+    Clock,
+    Service,
+    free_port,
+    running_service,
+)
 from vmpack_lab.guest import boots, heartbeats
 from vmpack_lab.hosts import stop
 
@@ -61,6 +69,12 @@ def test_consolidation_with_real_live_migrations(tmp_path: Path) -> None:
     ):
         ops = service.client(OPERATOR_TOKEN)
         wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 4, 30, "reports")
+        identities = {h["name"]: h["host_uuid"] for h in ops.get("/v1/hosts").json()}
+        assert identities == {h.name: h.host_uuid for h in cluster.hosts}  # libvirtd's own
+        # lab2's libvirtd read by an agent given lab1's name: refused, nothing merged.
+        impostor = probe(libvirt.open(cluster.hosts[1].uri), "lab1").to_json()
+        refused = service.client(AGENT_TOKEN).post("/v1/reports", json=impostor)
+        assert refused.status_code == 409 and cluster.hosts[1].host_uuid in refused.text
         created = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 5}).json()
         summary = created["summary"]
         assert (summary["active_hosts_before"], summary["active_hosts_after"]) == (3, 1)

@@ -18,9 +18,11 @@ def domain(name: str, uuid: str, memory_mib: int = 4096) -> dict[str, Any]:
             "state": "running", "persistent": True}  # fmt: skip
 
 
-def report(host: str, *domains: dict[str, Any], memory_mib: int = 65536) -> dict[str, Any]:
+def report(
+    host: str, *domains: dict[str, Any], memory_mib: int = 65536, host_uuid: str = ""
+) -> dict[str, Any]:
     return {"host": host, "cpus": 32, "memory_mib": memory_mib, "disk_mib": 0,
-            "domains": list(domains)}  # fmt: skip
+            "domains": list(domains), "host_uuid": host_uuid}  # fmt: skip
 
 
 def test_a_vm_running_on_two_hosts_is_reported_and_never_moved(tmp_path: Path) -> None:
@@ -65,6 +67,38 @@ def test_a_bound_token_cannot_take_another_hosts_vm_or_its_room(tmp_path: Path) 
         assert vms["db1"]["conflict"] == why and vms["mine"]["conflict"] == why
         claims = [(c["vm"], c["host"]) for c in ops.get("/v1/placements").json()]
         assert claims == [("new1", "kvm-02")]  # only its own host's report ends a claim
+
+
+def test_a_second_machine_under_a_known_host_name_is_refused(tmp_path: Path) -> None:
+    """Two agents given one ``--host`` (or a replaced machine): the newcomer's reports are
+    refused with 409 and counted, never merged, until an operator forgets the identity."""
+    db = tmp_path / "vmpack.db"
+    first = report("kvm-01", domain("web1", "u-1"), host_uuid="aaaa-1")
+    impostor = report("kvm-01", domain("other", "u-7"), host_uuid="bbbb-2")
+    with running_service(db) as service:
+        agent, ops = service.client(AGENT_TOKEN), service.client(OPERATOR_TOKEN)
+        assert agent.post("/v1/reports", json=first).status_code == 200
+        refused = agent.post("/v1/reports", json=impostor)
+        assert refused.status_code == 409
+        assert refused.json()["error"].startswith(
+            "host: kvm-01 is reported by libvirt host aaaa-1; this report comes from bbbb-2"
+        )
+        assert [v["name"] for v in ops.get("/v1/vms").json()] == ["web1"]  # nothing merged
+        assert 'vmpack_reports_received_total{outcome="identity_conflict"} 1.0' in (
+            ops.get("/metrics").text
+        )
+        assert agent.post("/v1/reports", json=first).status_code == 200  # the owner goes on
+    with running_service(db) as service:  # the identity outlives a restart
+        agent, ops = service.client(AGENT_TOKEN), service.client(OPERATOR_TOKEN)
+        assert agent.post("/v1/reports", json=impostor).status_code == 409
+        assert ops.get("/v1/hosts").json()[0]["host_uuid"] == "aaaa-1"
+        forgot = run_cli(service.url, tmp_path, "hosts", "forget-identity", "kvm-01")
+        assert forgot.returncode == 0, forgot.stderr
+        assert agent.post("/v1/reports", json=impostor).status_code == 200
+        assert [v["name"] for v in ops.get("/v1/vms").json()] == ["other"]
+        assert agent.post("/v1/reports", json=first).status_code == 409  # now the other way
+        unknown = run_cli(service.url, tmp_path, "hosts", "forget-identity", "kvm-99")
+        assert unknown.returncode == 2 and "404: host: unknown host 'kvm-99'" in unknown.stderr
 
 
 def run_cli(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,6 +1,7 @@
 """Operators' commands against a running scheduler: hosts, VMs, maintenance and plans.
 
-vmpack hosts [list] | confirm-off HOST;  vmpack vms;  vmpack maintenance enter|exit HOST
+vmpack hosts [list] | confirm-off HOST | forget-identity HOST;  vmpack vms
+vmpack maintenance enter|exit HOST
 vmpack plans [list] | create --goal G [--hosts ...] | show ID | approve ID | apply ID
              | cancel ID | watch ID
 """
@@ -29,8 +30,10 @@ class OpsError(Exception):
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    hosts = sub.add_parser("hosts", help="list hosts; confirm that a down host is off")
-    hosts.add_argument("action", nargs="?", default="list", choices=["list", "confirm-off"])
+    hosts = sub.add_parser(
+        "hosts", help="list hosts; confirm that a down host is off; accept a replaced machine"
+    )
+    hosts.add_argument("action", nargs="?", default="list", choices=["list", *HOST_ACTIONS])
     hosts.add_argument("host", nargs="?")
     connection_options(hosts)
     hosts.set_defaults(run=run_hosts)
@@ -94,13 +97,24 @@ def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     return response.json()
 
 
+# action -> (method, route, what a missing host name means, what is printed when done)
+HOST_ACTIONS = {
+    "confirm-off": ("POST", "/v1/hosts/{host}/fenced", "name the host that is off",
+                    "confirmed off; its VMs restart on the other hosts"),
+    "forget-identity": ("DELETE", "/v1/hosts/{host}/identity",
+                        "name the host whose machine was replaced",
+                        "its next report, from whichever libvirt host, is taken"),
+}  # fmt: skip
+
+
 def run_hosts(args: argparse.Namespace) -> int:
     client = client_of(args)
-    if args.action == "confirm-off":
+    if args.action in HOST_ACTIONS:
+        method, path, missing, done = HOST_ACTIONS[args.action]
         if not args.host:
-            raise OpsError("host: name the host that is off", 2)
-        call(client, "POST", f"/v1/hosts/{args.host}/fenced")
-        print(f"{args.host}: confirmed off; its VMs restart on the other hosts")
+            raise OpsError(f"host: {missing}", 2)
+        call(client, method, path.format(host=args.host))
+        print(f"{args.host}: {done}")
         return 0
     hosts = call(client, "GET", "/v1/hosts")
     table = Table("host", "state", "VMs", "vCPUs", "memory GiB", "report age s", "fencing")

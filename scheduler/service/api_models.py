@@ -44,6 +44,7 @@ class ReportIn(Strict):
     labels: dict[Name, Annotated[str, Field(max_length=253)]] = {}
     libvirt_uri: Annotated[str, Field(max_length=1024)] = ""
     migration_address: Annotated[str, Field(max_length=253)] = ""
+    host_uuid: Annotated[str, Field(max_length=64)] = ""
 
     @field_validator("domains")
     @classmethod

@@ -21,6 +21,7 @@ from __future__ import annotations
 import heapq
 import threading
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -28,6 +29,18 @@ from agents.report import HostReport
 from scheduler.model import CORE_RESOURCES, Cluster, Host, HostState, allocatable
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.records import Claim
+
+
+class HostIdentityConflict(Exception):
+    """A report under a host name that another libvirt host (another host UUID) reports
+    under: two agents configured with one ``--host``, or a machine replaced. Never merged."""
+
+    def __init__(self, host: str, known: str, reported: str) -> None:
+        super().__init__(
+            f"host: {host} is reported by libvirt host {known}; this report comes from "
+            f"{reported or 'a libvirt host with no UUID'} (if {host} was replaced: "
+            f"vmpack hosts forget-identity {host})"
+        )
 
 
 class LiveInventory:
@@ -138,10 +151,12 @@ class LiveInventory:
         host it ends (they are running there now). An older report than the one held is
         ignored: two reports of one host may cross on the way."""
         with self.lock:
+            old = self._reports.get(report.host)
+            if old is not None and old[0].host_uuid and report.host_uuid != old[0].host_uuid:
+                raise HostIdentityConflict(report.host, old[0].host_uuid, report.host_uuid)
             i = self._row(report.host)
             if at < self.reported_at[i]:
                 return []
-            old = self._reports.get(report.host)
             if old is not None:
                 for domain in old[0].domains:
                     if domain.holds_resources:
@@ -171,6 +186,16 @@ class LiveInventory:
             self.count[i] = len(self._residents[report.host])
             self.version += 1
             return ended
+
+    def forget_identity(self, host: str) -> tuple[HostReport, float] | None:
+        """The next report under this name, from whichever libvirt host, sets its identity
+        (a machine replaced under the same name); returns the held report without it."""
+        with self.lock:
+            found = self._reports.get(host)
+            if found is None:
+                return None
+            self._reports[host] = (replace(found[0], host_uuid=""), found[1])
+            return self._reports[host]
 
     def set_state(self, host: str, state: HostState) -> None:
         with self.lock:

@@ -141,6 +141,14 @@ class Runtime:
 
         return self.writes.submit(write)
 
+    def forget_identity(self, host: str) -> bool:
+        """The libvirt host UUID recorded for this host name is forgotten: the next report
+        under the name sets it. False if no host has this name."""
+        held = self.live.forget_identity(host)
+        if held is not None:
+            self.writes.submit(lambda: self.store.save_report(*held)).result()
+        return held is not None
+
     def set_host_state(self, host: str, state: HostState) -> None:
         self.store.set_host_state(host, state)
         self.live.set_state(host, state)

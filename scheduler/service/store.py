@@ -199,7 +199,8 @@ class SqliteStore:
             db.execute(
                 "INSERT INTO hosts (name, report, reported_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET report = excluded.report, "
-                "reported_at = excluded.reported_at",
+                "reported_at = excluded.reported_at "
+                "WHERE excluded.reported_at >= hosts.reported_at",  # two may cross on the way
                 (report.host, slim, at),
             )
             db.executemany(

@@ -21,6 +21,10 @@ def router(runtime: Runtime) -> APIRouter:
     )
     store = runtime.store
 
+    def identity(host: str) -> str:
+        report = runtime.live.report_of(host)
+        return report.host_uuid if report is not None else ""
+
     @routes.get("/v1/hosts")
     def hosts() -> list[dict[str, Any]]:
         cluster, ages = runtime.current()
@@ -29,6 +33,7 @@ def router(runtime: Runtime) -> APIRouter:
         return [
             {"name": h.name, "state": h.state.value, "capacity": dict(h.capacity),
              "physical": dict(h.physical), "labels": dict(h.labels),
+             "host_uuid": identity(h.name),
              "vms": len(residents.get(h.name, ())), "report_age_s": round(ages[h.name], 3),
              "fencing": asdict(fencing[h.name]) if h.name in fencing else None}
             for h in cluster.hosts
@@ -44,6 +49,13 @@ def router(runtime: Runtime) -> APIRouter:
             raise HTTPException(409, f"host: {name} is {host.state.value}, not down")
         runtime.failover.confirm_off(name)
         return {"name": name, "fencing": "fenced"}
+
+    @routes.delete("/v1/hosts/{name}/identity")
+    def forget_identity(name: str) -> dict[str, str]:
+        """The machine under this name was replaced: the next report sets its identity."""
+        if not runtime.forget_identity(name):
+            raise HTTPException(404, f"host: unknown host '{name}'")
+        return {"name": name, "host_uuid": ""}
 
     @routes.put("/v1/hosts/{name}/state")
     def set_state(name: str, body: HostStateIn) -> dict[str, str]:

@@ -12,6 +12,7 @@ from agents.report import HostReport
 from scheduler.model import HostState
 from scheduler.service.api_models import ReportIn
 from scheduler.service.auth import Principal, Role, requires
+from scheduler.service.live_inventory import HostIdentityConflict
 from scheduler.service.routes.common import ERRORS
 from scheduler.service.runtime import Runtime
 
@@ -27,7 +28,12 @@ def router(runtime: Runtime) -> APIRouter:
             metrics.reports.labels("rejected").inc()
             raise HTTPException(403, f"host: this token reports for {who.host} only")
         report = HostReport.from_json(body.model_dump())
-        await asyncio.wrap_future(runtime.accept_report(report))  # on disk, with others
+        try:
+            durable = runtime.accept_report(report)
+        except HostIdentityConflict as conflict:
+            metrics.reports.labels("identity_conflict").inc()
+            raise HTTPException(409, str(conflict)) from None
+        await asyncio.wrap_future(durable)  # on disk, with others
         metrics.reports.labels("accepted").inc()
         return {"accepted": True, "discard": stale_copies(runtime, report)}
 
