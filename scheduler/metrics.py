@@ -21,7 +21,7 @@ from scheduler.planning.status import PlanStatus
 from scheduler.rules import RULE_TYPES
 
 REPORT_OUTCOMES = ("accepted", "rejected", "identity_conflict")
-GOALS = ("place", "consolidate", "balance", "evacuate", "failover")
+GOALS = ("place", "consolidate", "balance", "evacuate", "repair", "failover")
 MIGRATION_OUTCOMES = ("succeeded", "failed")
 
 

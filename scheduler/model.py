@@ -39,6 +39,7 @@ class Goal(enum.StrEnum):
     CONSOLIDATE = "consolidate"
     BALANCE = "balance"
     EVACUATE = "evacuate"
+    REPAIR = "repair"  # end every hard-rule violation with the fewest moves
 
 
 @dataclass(frozen=True)

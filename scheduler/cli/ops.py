@@ -57,7 +57,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     actions = ["list", "create", "show", "approve", "apply", "cancel", "watch"]
     plans.add_argument("action", nargs="?", default="list", choices=actions)
     plans.add_argument("plan_id", nargs="?", type=int)
-    plans.add_argument("--goal", choices=["place", "consolidate", "balance", "evacuate"])
+    goals = ["place", "consolidate", "balance", "evacuate", "repair"]
+    plans.add_argument("--goal", choices=goals)
     plans.add_argument("--hosts", default="", help="hosts to empty (goal evacuate)")
     plans.add_argument("--time-limit", type=float, default=30.0)
     connection_options(plans)

@@ -19,6 +19,7 @@ GOAL_TIERS: Mapping[Goal, tuple[str, ...]] = {
     Goal.PLACE: ("unplaced", "new_hosts", "soft"),
     Goal.EVACUATE: ("unplaced", "soft", "moves", "new_hosts", "memory_gib"),
     Goal.BALANCE: ("unplaced", "soft", "spread_pct", "moves"),
+    Goal.REPAIR: ("unplaced", "moves", "memory_gib", "soft"),
 }
 
 

@@ -1,4 +1,8 @@
-"""Automatic consolidation (pure): should the cluster be consolidated now, and how?
+"""Automatic consolidation and repair (pure): should the cluster change now, and how?
+
+A hard rule the current placement breaks comes first (as in DRS): ``repair`` ends it with
+the fewest moves, whatever hosts it saves, and within no budget, since a broken rule is a
+fault and not an optimisation. Only a cluster that keeps its rules is consolidated.
 
 Hysteresis keeps VMs from ping-ponging: a plan is worth proposing only if it frees at least
 ``min_hosts_saved`` hosts; VMs moved in the last ``vm_cooldown_s`` are held where they are;
@@ -14,8 +18,10 @@ from dataclasses import dataclass, replace
 
 from scheduler.engine import Outcome, decide_plan
 from scheduler.model import Cluster, Goal
+from scheduler.placement.state import PlacementState
 from scheduler.rules import Hold
 from scheduler.solver.options import SearchOptions
+from scheduler.solver.starts.greedy import broken_hard_rules
 
 LEVELS = ("recommend", "approve", "automatic")
 
@@ -43,6 +49,20 @@ def held_in_place(cluster: Cluster, vms: Collection[str]) -> Cluster:
             position += 1
             rules.append(Hold(position, (vm,), hosts=(host,)))
     return replace(cluster, rules=tuple(rules))
+
+
+def rules_broken(cluster: Cluster) -> bool:
+    return bool(broken_hard_rules(cluster, PlacementState(cluster, cluster.current_placement)))
+
+
+def repair(cluster: Cluster, options: SearchOptions) -> Outcome | None:
+    """The plan that ends every broken hard rule, or None if no complete, safe repair
+    exists (the HA reserve counts as for consolidation)."""
+    outcome = decide_plan(cluster, Goal.REPAIR, (), options)
+    done = not broken_hard_rules(cluster, PlacementState(cluster, outcome.decision.placement))
+    if not done or outcome.plan.unresolved or outcome.left_behind or outcome.reserve_breaks:
+        return None
+    return outcome
 
 
 def consider(

@@ -6,6 +6,12 @@ In a wave, each moving VM is present on its source and its destination at once. 
 every wave: the move starts where the VM is, the destination is up, capacity on every host
 touched, every hard rule (on presence), max_parallel and max_parallel_per_host. Checked at
 the end: the placement reached is the plan's placement, capacity and hard rules everywhere.
+
+A hard rule already broken before a wave (a rule added after its VMs were placed, a repair
+in several waves) may stay broken through it, with no more violations than before; a rule
+that held must hold. At the end, likewise against the snapshot: a plan never breaks a rule
+nor makes a broken one worse (ending every violation is the goals' work, not a safety
+matter).
 """
 
 from __future__ import annotations
@@ -36,12 +42,17 @@ class _Presence:
         return [vm for vm in self.location if host in self.hosts_of(vm)]
 
 
-def check_plan(cluster: Cluster, plan: Plan) -> list[str]:
+def _running(cluster: Cluster) -> dict[str, str | None]:
+    """Where each VM runs in the snapshot (the VMs of a host that is down run nowhere)."""
     hosts = cluster.host_by_name
-    location: dict[str, str | None] = {
+    return {
         v.name: (v.host if v.host and hosts[v.host].state is not HostState.DOWN else None)
         for v in cluster.vms
     }
+
+
+def check_plan(cluster: Cluster, plan: Plan) -> list[str]:
+    location = _running(cluster)
     hard = cluster.hard_rules
     residents: dict[str, set[str]] = {h.name: set() for h in cluster.hosts}
     for vm, host in location.items():
@@ -102,13 +113,23 @@ def _check_wave(
     touched = {m.target for m in moves}
     there = set(arriving).union(*(residents.get(h, set()) for h in touched))
     problems += _capacity(cluster, presence, touched, there)
+    before = _Presence(location, {})
     problems += [
         v
         for rule in hard
         if moving.intersection(rule.vms)
-        for v in rule.violations(cluster, presence)
+        for v in _worse(cluster, rule, before, presence)
     ]
     return problems
+
+
+def _worse(cluster: Cluster, rule: Rule, before: _Presence, after: _Presence) -> list[str]:
+    """The rule's violations in ``after`` if it held in ``before`` or has more of them now."""
+    broken = rule.violations(cluster, after)
+    if not broken:
+        return []
+    was = rule.violations(cluster, before)
+    return broken if not was or len(broken) > len(was) else []
 
 
 def _capacity(
@@ -141,7 +162,8 @@ def _check_final(
     presence = _Presence(location, {})
     everywhere = set(cluster.host_by_name)
     problems += [f"end: {p}" for p in _capacity(cluster, presence, everywhere, location)]
-    problems += [f"end: {v}" for rule in hard for v in rule.violations(cluster, presence)]
+    start = _Presence(_running(cluster), {})
+    problems += [f"end: {v}" for rule in hard for v in _worse(cluster, rule, start, presence)]
     return problems
 
 

@@ -81,7 +81,7 @@ class LimitsSpec(Strict):
 
 
 class GoalSpec(Strict):
-    type: Literal["place", "consolidate", "balance", "evacuate"]
+    type: Literal["place", "consolidate", "balance", "evacuate", "repair"]
     hosts: list[str] = []
 
 
@@ -94,7 +94,7 @@ class ScenarioSpec(Strict):
     policy: PolicySpec = PolicySpec()
     rules: list[RuleSpec] = []
     limits: LimitsSpec = LimitsSpec()
-    goal: GoalSpec | Literal["place", "consolidate", "balance", "evacuate"] | None = None
+    goal: GoalSpec | Literal["place", "consolidate", "balance", "evacuate", "repair"] | None = None
 
 
 # Overcommit keys as operators write them -> resource names of the model.

@@ -81,6 +81,6 @@ class PlacementIn(Strict):
 
 
 class PlanIn(Strict):
-    goal: Literal["place", "consolidate", "balance", "evacuate", "return"]
+    goal: Literal["place", "consolidate", "balance", "evacuate", "repair", "return"]
     hosts: Annotated[list[Name], Field(max_length=1000)] = []
     time_limit_s: Annotated[float, Field(gt=0, le=600)] = 30.0

@@ -32,6 +32,7 @@ from scheduler.solver.starts.greedy import (
     fewest_vms_first,
     first_fit_decreasing,
     relieve_overloads,
+    repair_rules,
 )
 from scheduler.solver.starts.keep_set import keep_set_start
 
@@ -173,6 +174,8 @@ def greedy_start(
     for vm, source in relieve_overloads(packer):
         if place_pending(packer, [vm]):
             packer.move(vm, source)  # no room anywhere: it stays rather than stop
+    if goal is not Goal.PLACE:  # every other goal repairs first, as the model must
+        repair_rules(packer)
     place_pending(packer, waiting)
     if goal is not Goal.CONSOLIDATE:
         return packer.state.placement()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from scheduler.model import Cluster, Goal, HostState
-from scheduler.placement.state import statically_allowed
+from scheduler.placement.state import PlacementState, statically_allowed
 from scheduler.rules import Rule
 from scheduler.solver.cpsat.encoding import Scope
 
@@ -28,6 +28,14 @@ def pending(cluster: Cluster) -> list[str]:
     return [v.name for v in cluster.vms if v.host is None or hosts[v.host].state is HostState.DOWN]
 
 
+def in_broken_rules(cluster: Cluster, placement: Mapping[str, str | None]) -> list[str]:
+    """The VMs of the hard rules ``placement`` breaks."""
+    view = PlacementState(cluster, placement)
+    return sorted(
+        {vm for rule in cluster.hard_rules if rule.violations(cluster, view) for vm in rule.vms}
+    )
+
+
 def whole_scope(cluster: Cluster, goal: Goal, start: Mapping[str, str | None]) -> Scope:
     waiting = set(pending(cluster))
     leaving = set(must_leave(cluster, goal))
@@ -35,6 +43,8 @@ def whole_scope(cluster: Cluster, goal: Goal, start: Mapping[str, str | None]) -
         free = sorted(waiting)
     elif goal is Goal.EVACUATE and len(cluster.vms) * len(cluster.hosts) > 30_000:
         free = sorted(waiting | leaving)
+    elif goal is Goal.REPAIR and len(cluster.vms) * len(cluster.hosts) > 30_000:
+        free = sorted(waiting | leaving | set(in_broken_rules(cluster, start)))
     else:
         free = [v.name for v in cluster.vms]
     hosts = [h.name for h in cluster.hosts if h.accepts_vms]

@@ -1,10 +1,15 @@
-"""The service's automation: periodic consolidation, and re-planning after a failure.
+"""The service's automation: repair of broken rules, periodic consolidation, and re-planning
+after a failure.
 
-``Autopilot.tick`` runs every ``tick_s``: when ``interval_s`` has passed and no plan runs, it
-asks ``scheduler.planning.autopilot.consider`` for a consolidation (moves of the last hour by
-automatic plans count against the budget; VMs moved within the cooldown stay put). The plan is
-proposed (levels ``recommend`` and ``approve``, superseding an older automatic proposal) or
-approved and applied at once (``automatic``).
+``Autopilot.tick`` runs every ``tick_s`` while no plan runs. A hard rule the cluster breaks
+(added after its VMs were placed, or broken by a host back from failure) is repaired first,
+at any tick: ``scheduler.planning.autopilot.repair`` (a repair that cannot be made whole is
+tried again after ``REPAIR_RETRY_S``; while a repair plan waits for an operator nothing else
+is proposed). Otherwise,
+when ``interval_s`` has passed, it asks ``consider`` for a consolidation (moves of the last
+hour by automatic plans count against the budget; VMs moved within the cooldown stay put).
+The plan is proposed (levels ``recommend`` and ``approve``, superseding an older automatic
+proposal) or approved and applied at once (``automatic``).
 
 ``replan`` is the executor's ``replan`` failure policy: the failed plan's goal is decided again
 from the current state, with every VM whose migration failed in the chain held in place, at
@@ -21,7 +26,13 @@ from typing import Any
 
 from scheduler.engine import Outcome, decide_plan, plan_to_json
 from scheduler.model import Cluster, Goal
-from scheduler.planning.autopilot import AutomationPolicy, consider, held_in_place
+from scheduler.planning.autopilot import (
+    AutomationPolicy,
+    consider,
+    held_in_place,
+    repair,
+    rules_broken,
+)
 from scheduler.planning.status import PlanConflict, PlanStatus
 from scheduler.service.checked import add_checked_plan
 from scheduler.service.loops.ticker import Ticker
@@ -33,6 +44,7 @@ log = logging.getLogger("vmpack.autopilot")
 
 MAX_REPLANS = 3
 HOUR_S = 3600.0
+REPAIR_RETRY_S = 60.0
 
 
 class Autopilot:
@@ -49,11 +61,13 @@ class Autopilot:
         self.store, self.snapshot, self.clock, self.policy = store, snapshot, clock, policy
         self.start_plan, self.on_decided, self.options = start_plan, on_decided, options
         self._last: float | None = None
+        self._repair_tried: float | None = None  # when a repair last found no whole plan
         self._deciding = threading.Lock()  # one consolidation decided at a time
         self._ticker = Ticker("autopilot", self.tick)
 
     def start(self, tick_s: float) -> None:
-        if self.policy.interval_s > 0:  # else no periodic consolidation: nothing to run
+        # Automatic level: broken rules are repaired even with no periodic consolidation.
+        if self.policy.interval_s > 0 or self.policy.level == "automatic":
             self._ticker.start(tick_s)
 
     def stop(self) -> None:
@@ -66,14 +80,21 @@ class Autopilot:
 
     def _decide(self) -> int | None:
         now = self.clock()
-        if self._last is not None and now - self._last < self.policy.interval_s:
-            return None
         plans = self.store.plans()
         if any(p.status == "running" for p in plans):
             return None  # one change at a time
-        self._last = now
-        moved_last_hour, cooling = self._recent_moves(plans, now)
-        outcome = consider(self.snapshot(), self.policy, moved_last_hour, cooling, self.options)
+        if any(p.goal == "repair" and p.status in ("proposed", "approved") for p in plans):
+            return None  # an operator has a repair to decide on: it comes first
+        snapshot = self.snapshot()
+        goal, outcome = "repair", self._repair(snapshot, now)
+        if outcome is None:
+            interval = self.policy.interval_s
+            if interval <= 0 or (self._last is not None and now - self._last < interval):
+                return None
+            self._last = now
+            moved_last_hour, cooling = self._recent_moves(plans, now)
+            goal = "consolidate"
+            outcome = consider(snapshot, self.policy, moved_last_hour, cooling, self.options)
         for plan in plans:
             if plan.status == "proposed" and plan.document.get("by") == "autopilot":
                 # An operator may approve it meanwhile: then it stands, and this gives way.
@@ -84,11 +105,22 @@ class Autopilot:
         if outcome is None:
             return None
         document = plan_to_json(outcome) | {"evacuate": [], "by": "autopilot", "not_placed": {}}
-        self.on_decided("consolidate", outcome)
-        plan_id = add_checked_plan(self.store, "consolidate", outcome, document, now)
+        self.on_decided(goal, outcome)
+        plan_id = add_checked_plan(self.store, goal, outcome, document, now)
         if self.policy.level == "automatic":
             self._approve_and_run(plan_id, now, "approved automatically", "applied automatically")
         return plan_id
+
+    def _repair(self, cluster: Cluster, now: float) -> Outcome | None:
+        """A repair to make now, if a hard rule is broken (one that could not be made whole
+        is tried again after a while, not at every tick)."""
+        if self._repair_tried is not None and now - self._repair_tried < REPAIR_RETRY_S:
+            return None
+        if not rules_broken(cluster):
+            return None
+        outcome = repair(cluster, self.options)
+        self._repair_tried = None if outcome is not None else now
+        return outcome
 
     def _recent_moves(self, plans: list[PlanRecord], now: float) -> tuple[int, set[str]]:
         automatic = {p.id for p in plans if p.document.get("by") == "autopilot"}
@@ -99,7 +131,7 @@ class Autopilot:
 
     def replan(self, plan_id: int, failed_vms: list[str]) -> int | None:
         record = self.store.plan(plan_id)
-        if record is None or record.goal not in ("consolidate", "balance", "evacuate"):
+        if record is None or record.goal not in ("consolidate", "balance", "evacuate", "repair"):
             return None
         depth = int(record.document.get("replans", 0))
         now = self.clock()

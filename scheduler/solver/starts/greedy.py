@@ -1,6 +1,7 @@
 """Greedy starts: quick placements the pipeline improves on.
 
 - ``relieve_overloads``: take VMs off hosts that hold more than their capacity.
+- ``repair_rules``: move the VMs of broken hard rules, one at a time, until each holds.
 - ``empty_hosts``: visit hosts in a given order and move all VMs of a host elsewhere if
   they all fit; otherwise leave the host untouched. Ordered by fewest VMs and fitted best
   fit, it is vmpack's incremental start.
@@ -16,7 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from scheduler.model import Cluster
-from scheduler.placement.packer import Fit, Packer, size_key
+from scheduler.placement.packer import Fit, Packer, place_pending, size_key
+from scheduler.rules import Rule
+from scheduler.rules.base import PlacementView
 
 
 def relieve_overloads(packer: Packer) -> list[tuple[str, str]]:
@@ -33,6 +36,34 @@ def relieve_overloads(packer: Packer) -> list[tuple[str, str]]:
                 packer.unplace(vm)
                 taken.append((vm, host))
     return taken
+
+
+def repair_rules(packer: Packer) -> list[str]:
+    """End the violations of hard rules (a rule added after its VMs were placed, a host
+    back from failure) by moving their VMs, smallest first: a VM moves only if taking it
+    away lessens the rule's violations and a host that keeps every rule takes it. Returns
+    the VMs moved; a rule that no single move helps stays broken (the model may still)."""
+    moved: list[str] = []
+    cluster, state = packer.cluster, packer.state
+    for rule in broken_hard_rules(cluster, state):
+        for vm in sorted(rule.vms, key=size_key(packer)):
+            broken = len(rule.violations(cluster, state))
+            source = state.host_of(vm)
+            if not broken:
+                break
+            if source is None:
+                continue
+            packer.unplace(vm)
+            helps = len(rule.violations(cluster, state)) < broken
+            if not helps or place_pending(packer, [vm]):
+                packer.move(vm, source)  # back where it was
+            elif state.host_of(vm) != source:
+                moved.append(vm)
+    return moved
+
+
+def broken_hard_rules(cluster: Cluster, view: PlacementView) -> list[Rule]:
+    return [rule for rule in cluster.hard_rules if rule.violations(cluster, view)]
 
 
 def empty_hosts(
