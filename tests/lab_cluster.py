@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import libvirt
 
@@ -101,6 +102,17 @@ def agents(
             agent.stop()
         for thread in threads:
             thread.join(15)
+
+
+def wait_for_reports(ops: Any, hosts: int, vms: int, timeout_s: float = 30) -> None:
+    """Until every host has reported and the reports hold ``vms`` VMs: a host with no VMs
+    is still one the scheduler must know before it can move anything there."""
+
+    def reported() -> bool:
+        listed = ops.get("/v1/hosts").json()
+        return len(listed) == hosts and sum(h["vms"] for h in listed) == vms
+
+    wait_for(reported, timeout_s, f"reports from {hosts} hosts with {vms} VMs")
 
 
 def wait_for(condition: object, timeout_s: float, what: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 from agents.libvirt_probe import probe
 from scheduler.service.executor import ExecutionPolicy
 from scheduler.service.records import OrderRecord
-from tests.lab_cluster import agents, lab, wait_for
+from tests.lab_cluster import agents, lab, wait_for, wait_for_reports
 from tests.service_harness import (
     AGENT_TOKEN,
     OPERATOR_TOKEN,
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.lab
 def start_one_migration(service: Service) -> tuple[int, OrderRecord]:
     """Two hosts with one VM each: consolidate, approve, apply, and wait for the migration."""
     ops = service.client(OPERATOR_TOKEN)
-    wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 2, 30, "reports")
+    wait_for_reports(ops, hosts=2, vms=2)
     plan_id = int(
         ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 5}).json()["id"]
     )
@@ -68,7 +68,7 @@ def test_consolidation_with_real_live_migrations(tmp_path: Path) -> None:
         agents(service.url, cluster.hosts),
     ):
         ops = service.client(OPERATOR_TOKEN)
-        wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 4, 30, "reports")
+        wait_for_reports(ops, hosts=3, vms=4)
         identities = {h["name"]: h["host_uuid"] for h in ops.get("/v1/hosts").json()}
         assert identities == {h.name: h.host_uuid for h in cluster.hosts}  # libvirtd's own
         # lab2's libvirtd read by an agent given lab1's name: refused, nothing merged.
@@ -184,7 +184,7 @@ def test_maintenance_empties_the_host_and_moves_the_vms_back_with_live_migration
         agents(service.url, cluster.hosts),
     ):
         ops = service.client(OPERATOR_TOKEN)
-        wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 2, 30, "reports")
+        wait_for_reports(ops, hosts=2, vms=2)
 
         def vmpack(*args: str) -> subprocess.CompletedProcess[str]:
             command = [sys.executable, "-m", "scheduler.cli.main", *args, "--scheduler", service.url,

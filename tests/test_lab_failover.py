@@ -15,7 +15,7 @@ import pytest
 
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.loops.failover import FencingPolicy
-from tests.lab_cluster import Lab, agents, lab, wait_for
+from tests.lab_cluster import Lab, agents, lab, wait_for, wait_for_reports
 from tests.service_harness import OPERATOR_TOKEN, Service, running_service
 from tests.test_lab import WallClock
 from vmpack_lab.guest import boots, heartbeats
@@ -40,8 +40,7 @@ def fencing_lab(
     ):
         ops = service.client(OPERATOR_TOKEN)
         guests = sum(len(g) for g in layout)
-        wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == guests, 30,
-                 "reports")  # fmt: skip
+        wait_for_reports(ops, hosts=len(layout), vms=guests)
         yield cluster, service
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from scheduler.model import HaPolicy, Policy
 from tests.dashboard_queries import panel_queries, rules
-from tests.lab_cluster import agents, lab, wait_for
+from tests.lab_cluster import agents, lab, wait_for, wait_for_reports
 from tests.prometheus_server import prometheus
 from tests.service_harness import OPERATOR_TOKEN, free_port, running_service
 from tests.test_lab import WallClock, finished_plan
@@ -35,7 +35,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(tmp_path: Pat
         ) as server,
     ):
         ops = service.client(OPERATOR_TOKEN)
-        wait_for(lambda: sum(h["vms"] for h in ops.get("/v1/hosts").json()) == 2, 30, "reports")
+        wait_for_reports(ops, hosts=2, vms=2)
         wait_for(lambda: len(server.query("up == 1")) == 3, 30, "the first scrapes")
         created = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 5}).json()
         ops.post(f"/v1/plans/{created['id']}/approve")
