@@ -16,6 +16,7 @@ its disks' capacities (``blockInfo``). Drivers without pools or disk information
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 import libvirt
@@ -37,6 +38,8 @@ STATES = {
 }
 MIB = 2**20
 METADATA_NS = "https://vmpack.dev/xmlns/1"
+LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,252}")  # as the scheduler's names
+MAX_LABELS = 64
 
 
 def probe(
@@ -98,17 +101,31 @@ def _domain(dom: libvirt.virDomain) -> DomainReport:
         cpu_time_ns=int(cpu_time_ns),
         priority=_priority(tree),
         definition=definition,
+        labels=_labels(tree),
     )
 
 
 def _priority(tree: ET.Element) -> int:
     """``virsh metadata DOMAIN --uri https://vmpack.dev/xmlns/1 --key vmpack
-    --set '<vmpack><priority>10</priority></vmpack>'`` sets it; absent or malformed is 0."""
+    --set '<vmpack><priority>10</priority><label key="app">db</label></vmpack>'`` sets it
+    (and the VM's labels); absent or malformed is 0."""
     found = tree.find(f"./metadata/{{{METADATA_NS}}}vmpack/{{{METADATA_NS}}}priority")
     try:
         return int((found.text or "").strip()) if found is not None else 0
     except ValueError:
         return 0
+
+
+def _labels(tree: ET.Element) -> dict[str, str]:
+    """``<label key="app">db</label>`` elements in the same metadata element as the priority:
+    what the rules' label selectors match. Keys and values that the scheduler would refuse
+    (empty, too long, a key not a name) are left out rather than lose the whole report."""
+    found: dict[str, str] = {}
+    for label in tree.iterfind(f"./metadata/{{{METADATA_NS}}}vmpack/{{{METADATA_NS}}}label"):
+        key, value = label.get("key", ""), (label.text or "").strip()
+        if LABEL_KEY.fullmatch(key) and len(value) <= 253 and len(found) < MAX_LABELS:
+            found[key] = value
+    return found
 
 
 def _disk_mib(dom: libvirt.virDomain, tree: ET.Element) -> int:

@@ -20,6 +20,7 @@ class DomainReport:
     priority: int = 0  # <vmpack:priority> in the domain's metadata: restart order on failover
     definition: str = ""  # the persistent domain XML, to restart it elsewhere; "" if unchanged
     cpu_usage: float | None = None  # share of its vCPUs used since the previous probe (0..1)
+    labels: dict[str, str] = field(default_factory=dict)  # <vmpack:label key=...> metadata
 
     @property
     def holds_resources(self) -> bool:
@@ -49,6 +50,7 @@ class HostReport:
         data["labels"] = dict(self.labels)
         data["domains"] = [
             {f: getattr(d, f) for f in DOMAIN_FIELDS if definitions or f != "definition"}
+            | {"labels": dict(d.labels)}
             for d in self.domains
         ]
         return data

@@ -5,14 +5,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
 
+from scheduler.scenario.schema import RuleSpec
 from scheduler.units import parse_size_mib
 
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 Count = Annotated[int, Field(ge=0, le=2**40)]
 DAY_MS = 86_400_000  # no migration, nor its downtime, lasts longer than a day
 SizeMiB = Annotated[int, BeforeValidator(parse_size_mib), Field(ge=0)]
+
+
+Labels = Annotated[dict[Name, Annotated[str, Field(max_length=253)]], Field(max_length=64)]
 
 
 class Strict(BaseModel):
@@ -31,6 +43,7 @@ class DomainIn(Strict):
     priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
     definition: Annotated[str, Field(max_length=256 * 1024)] = ""
     cpu_usage: Annotated[float, Field(ge=0, le=1)] | None = None
+    labels: Labels = {}
 
 
 class ReportIn(Strict):
@@ -41,7 +54,7 @@ class ReportIn(Strict):
     domains: Annotated[list[DomainIn], Field(max_length=10_000)] = []
     memory_free_mib: Count | None = None
     libvirt_version: Count = 0
-    labels: dict[Name, Annotated[str, Field(max_length=253)]] = {}
+    labels: Labels = {}
     libvirt_uri: Annotated[str, Field(max_length=1024)] = ""
     migration_address: Annotated[str, Field(max_length=253)] = ""
     host_uuid: Annotated[str, Field(max_length=64)] = ""
@@ -73,14 +86,54 @@ class HostStateIn(Strict):
     state: Literal["up", "maintenance"]
 
 
-class PlacementIn(Strict):
+class NewVMIn(Strict):
     name: Name
     vcpus: Annotated[int, Field(gt=0, le=4096)]
     memory: SizeMiB
     disk: SizeMiB = 0
+    labels: Labels = {}  # what rule selectors match, as the VM's metadata will say
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    host_labels: Labels = {}  # only hosts whose agents carry these labels (zone=a)
+
+
+RequestRules = Annotated[list[RuleSpec], Field(max_length=64)]
+
+
+class PlacementIn(NewVMIn):
+    rules: RequestRules = []  # kept in the policy once the VM is placed
+
+
+class BatchIn(Strict):
+    """VMs placed together, all or none, with the rules among them (and with VMs that
+    exist) honoured: the replicas of a database in one call."""
+
+    vms: Annotated[list[NewVMIn], Field(min_length=1, max_length=100)]
+    rules: RequestRules = []
+
+    @field_validator("vms")
+    @classmethod
+    def _one_vm_a_name(cls, vms: list[NewVMIn]) -> list[NewVMIn]:
+        seen: set[str] = set()
+        for vm in vms:
+            if vm.name in seen:
+                raise ValueError(f"two VMs named '{vm.name}'")
+            seen.add(vm.name)
+        return vms
 
 
 class PlanIn(Strict):
     goal: Literal["place", "consolidate", "balance", "evacuate", "repair", "return"]
     hosts: Annotated[list[Name], Field(max_length=1000)] = []
     time_limit_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+
+def _shape(body: object) -> str:
+    return "(batch)" if isinstance(body, dict) and "vms" in body else "(one VM)"
+
+
+# One VM, or a batch when the body has ``vms``: only that shape is checked, so an error
+# names the field of the shape sent (the tag in parentheses is left out of the name).
+PlacementRequestIn = Annotated[
+    Annotated[PlacementIn, Tag("(one VM)")] | Annotated[BatchIn, Tag("(batch)")],
+    Discriminator(_shape),
+]

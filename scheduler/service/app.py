@@ -86,7 +86,9 @@ class BodyLimit:
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+    # A body of several shapes puts the one it took into the path, in parentheses: left out.
+    path = [str(p) for p in first["loc"] if p != "body" and not str(p).startswith("(")]
+    where = ".".join(path) or "body"
     if first["type"] == "json_invalid":
         where = "body"
     reason = str(first["msg"]).removeprefix("Value error, ")

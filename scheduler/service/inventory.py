@@ -70,6 +70,7 @@ def snapshot(
                 vm_name,
                 {VCPUS: domain.vcpus, MEMORY: domain.memory_mib, DISK: domain.disk_mib},
                 host,
+                labels=dict(domain.labels),
                 usage={} if domain.cpu_usage is None else {"cpu": domain.cpu_usage},
                 priority=domain.priority,
             )
@@ -79,7 +80,7 @@ def snapshot(
     # takes its claims along.
     alive = {h.name for h in hosts if h.state is not HostState.DOWN}
     claimed = [c for c in claims if c.vm not in copies and c.host in alive]
-    vms += [VM(c.vm, dict(c.demand), c.host) for c in claimed]
+    vms += [VM(c.vm, dict(c.demand), c.host, dict(c.labels)) for c in claimed]
     cluster = Cluster(name, hosts, tuple(vms), rules, policy, limits or Limits())
     held = [c.vm for c in claimed] + [vm for vm in conflicts if vm in cluster.vm_by_name]
     return Inventory(held_in_place(cluster, held), conflicts)
@@ -89,8 +90,8 @@ def rules_now(
     policy: LivePolicy, reports: Iterable[HostReport], claims: Iterable[Claim]
 ) -> tuple[Rule, ...]:
     """The policy's rules over the VMs that exist now: those reported and those placed."""
-    labels: dict[str, dict[str, str]] = {c.vm: {} for c in claims}
-    labels.update({d.name: {} for r in reports for d in r.domains if d.holds_resources})
+    labels: dict[str, dict[str, str]] = {c.vm: dict(c.labels) for c in claims}
+    labels.update({d.name: dict(d.labels) for r in reports for d in r.domains if d.holds_resources})
     return policy.rules_for(labels)
 
 

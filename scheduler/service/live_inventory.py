@@ -27,6 +27,7 @@ import numpy as np
 
 from agents.report import HostReport
 from scheduler.model import CORE_RESOURCES, Cluster, Host, HostState, allocatable
+from scheduler.service.label_index import LabelIndex
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.records import Claim
 
@@ -68,6 +69,7 @@ class LiveInventory:
         self._where: dict[str, set[str]] = {}  # VM -> hosts whose report holds it
         self._residents: dict[str, set[str]] = {}  # host -> VMs it holds or has claims for
         self.claims: dict[str, Claim] = {}
+        self.labels = LabelIndex()  # of the VMs reported and claimed, for rule selectors
         self._expiry: list[tuple[float, str]] = []  # (expires_at, VM), a heap
         self._hosts_cluster: Cluster | None = None
 
@@ -157,12 +159,14 @@ class LiveInventory:
             i = self._row(report.host)
             if at < self.reported_at[i]:
                 return []
+            gone = []
             if old is not None:
                 for domain in old[0].domains:
                     if domain.holds_resources:
                         self._where.get(domain.name, set()).discard(report.host)
                         if not self._where.get(domain.name, True):
                             del self._where[domain.name]
+                            gone.append(domain.name)
                         self._residents[report.host].discard(domain.name)
             if old is None or _shape(old[0]) != _shape(report):
                 self._hosts_cluster = None
@@ -172,6 +176,10 @@ class LiveInventory:
                     held += (domain.vcpus, domain.memory_mib, domain.disk_mib)
                     self._where.setdefault(domain.name, set()).add(report.host)
                     self._residents[report.host].add(domain.name)
+                    self.labels.put(domain.name, domain.labels)
+            for vm in gone:
+                if vm not in self._where and vm not in self.claims:
+                    self.labels.drop(vm)
             self._reports[report.host] = (report, at)
             self._physical[i] = (report.cpus, report.memory_mib, report.disk_mib)
             self.capacity[i] = self._allocatable(self._physical[i])
@@ -227,6 +235,8 @@ class LiveInventory:
             self.claimed[i] += [claim.demand.get(r, 0) for r in self.resources]
             self._residents[claim.host].add(claim.vm)
             self.count[i] = len(self._residents[claim.host])
+            if claim.vm not in self._where:
+                self.labels.put(claim.vm, claim.labels)
             self.version += 1
 
     def drop_claim(self, vm: str) -> bool:
@@ -253,6 +263,8 @@ class LiveInventory:
         self.claimed[i] -= [claim.demand.get(r, 0) for r in self.resources]
         if claim.host not in self._where.get(vm, ()):
             self._residents[claim.host].discard(vm)
+        if vm not in self._where:
+            self.labels.drop(vm)
         self.count[i] = len(self._residents[claim.host])
 
     # -- reading it ----------------------------------------------------------------------
@@ -268,6 +280,16 @@ class LiveInventory:
         heard = np.maximum(self.reported_at, self._started_at)
         result: np.ndarray = self.operator_up & (now - heard < self._heartbeat.suspect_after_s)
         return result
+
+    def hosts_labelled(self, wanted: Mapping[str, str]) -> np.ndarray:
+        """Which hosts carry every label of ``wanted`` (their agents' ``--label``)."""
+        if not wanted:
+            return np.ones(len(self.hosts), dtype=bool)
+        return np.array([
+            (r := self.report_of(h)) is not None
+            and all(r.labels.get(k) == v for k, v in wanted.items())
+            for h in self.hosts
+        ], dtype=bool)  # fmt: skip
 
     def exists(self, vm: str) -> bool:
         return vm in self._where or vm in self.claims

@@ -1,16 +1,19 @@
-"""Where a new VM goes, and the room held for it until its host reports it.
+"""Where new VMs go, and the room held for them until their hosts report them.
 
-The fast path ranks every host at once over the in-memory inventory: room left (what the
-hosts report plus what earlier answers claimed), host state and liveness, best fit on a host
-already running VMs before an empty one, as the engine's ``place`` goal ranks them. The
-policy's rules that bind the new VM are asked about the ranked hosts only, best first. The
-exact path (CP-SAT over the whole snapshot, then the HA admission check) decides what the
-fast path cannot: every placement under an HA policy, since one VM more may break the
-reserve, and every placement when the service runs with ``--placement solver``.
+A request places one VM or a batch, all or none, under the policy's rules and any rules the
+request brings. The fast path ranks every host at once over the in-memory inventory: room
+left (what the hosts report plus what earlier answers claimed), host state and liveness,
+the host labels a VM asks for, best fit on a host already running VMs before an empty one,
+as the engine's ``place`` goal ranks them. The hard rules that bind a VM are asked about the
+ranked hosts only, best first; the VMs of a batch go largest first, each seeing the ones
+before it. The exact path (``exact_placement``: CP-SAT over the whole snapshot, then the HA
+admission check) decides what the fast path cannot: every placement under an HA policy,
+since one VM more may break the reserve; a batch or rules the fast path could not fit one
+VM at a time; and every placement when the service runs with ``--placement solver``.
 
-Either way the decision, the claim in the store and the claim in memory happen under the
-inventory's lock, so two answers never hand out the same room; and a host is only chosen
-if the in-memory room holds the VM, so no host is given more than it has.
+Either way the decision and the claims in memory happen under the inventory's lock (the
+exact path checks the room again there), so two answers never hand out the same room and
+no host is given more than it has; a batch's claims go to the store in one transaction.
 """
 
 from __future__ import annotations
@@ -18,38 +21,29 @@ from __future__ import annotations
 import enum
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from scheduler.ha.reserve import admit_within_reserve
-from scheduler.model import VM, Cluster, Goal, HostState
-from scheduler.placement.explain import amount_text, some_names, why_not_placed
+from scheduler.model import Cluster, HostState
+from scheduler.placement.explain import amount_text, some_names
 from scheduler.placement.ranking import best_fit, ranked
 from scheduler.rules import Rule
 from scheduler.scenario.policy import LivePolicy
+from scheduler.service.exact_placement import NewVM, exact_placement
 from scheduler.service.group_commit import GroupCommit
 from scheduler.service.live_inventory import LiveInventory
 from scheduler.service.records import Claim
 from scheduler.service.store import Store
-from scheduler.solver.cpsat.solve import SolverSettings
-from scheduler.solver.options import SearchOptions
-from scheduler.solver.pipeline import decide
+
+__all__ = ["NewVM", "PlacementPath", "PlacementRefused", "Placer"]
 
 
 class PlacementPath(enum.StrEnum):
     FAST = "fast"  # vector ranking; the solver only under an HA policy
     SOLVER = "solver"  # CP-SAT for every placement (slow beyond a few hundred hosts)
-
-
-@dataclass(frozen=True)
-class NewVM:
-    name: str
-    demand: Mapping[str, int]
-    labels: Mapping[str, str] = field(default_factory=dict)
-    priority: int = 0
 
 
 class PlacementRefused(Exception):
@@ -78,62 +72,97 @@ class Placer:
         return self.path is PlacementPath.SOLVER or self.policy().policy.ha.required
 
     def place(self, vm: NewVM) -> Claim:
-        """Choose a host and hold the room there, or refuse (``PlacementRefused``); the
-        claim is on disk when this returns."""
-        claim, durable = self.choose(vm)
-        self.kept(claim, durable.exception())
-        return claim
+        """One VM: choose a host and hold the room there, or refuse (``PlacementRefused``);
+        the claim is on disk when this returns."""
+        return self.place_all((vm,))[0]
 
-    def kept(self, claim: Claim, failed: BaseException | None) -> None:
-        """The claim's write is done: if it failed, the room it held in memory is free
+    def place_all(self, vms: Sequence[NewVM], live: LivePolicy | None = None) -> list[Claim]:
+        """Every VM of a batch, or none (``live``: the policy with a request's rules)."""
+        claims, durable = self.choose(vms, live)
+        self.kept(claims, durable.exception())
+        return claims
+
+    def kept(self, claims: list[Claim], failed: BaseException | None) -> None:
+        """The claims' write is done: if it failed, the room they held in memory is free
         again and the placement is refused (503)."""
         if failed is not None:
-            self.inventory.drop_claim(claim.vm)
+            with self.inventory.lock:
+                for claim in claims:
+                    self.inventory.drop_claim(claim.vm)
             raise PlacementRefused(503, f"store: the placement could not be kept: {failed}")
 
-    def choose(self, vm: NewVM) -> tuple[Claim, Future[None]]:
-        """Choose a host and hold the room in memory at once; the future is done once the
-        claim is on disk (``kept`` says what then)."""
-        live = self.policy()
+    def choose(
+        self, vms: Sequence[NewVM], live: LivePolicy | None = None
+    ) -> tuple[list[Claim], Future[None]]:
+        """Choose hosts and hold the room in memory at once; the future is done once the
+        claims are on disk (``kept`` says what then)."""
+        alone = len(vms) == 1 and live is None  # no batch, no rules of its own
+        live = live or self.policy()
+        batch = tuple(sorted(vms, key=lambda v: tuple(-a for a in self._demand(v))))
+        found: list[Claim] | str
         if self.path is PlacementPath.SOLVER or live.policy.ha.required:
-            # One solve at a time, outside the inventory's lock: reports and the rest go on
-            # meanwhile, and the room is checked again before it is claimed.
-            with self._solving:
-                self._new_name(vm)
-                host, why = self._exact(vm, live)
-                found = self._claim(vm, host, why)
+            found = self._exact(batch, live)
         else:
             with self.inventory.lock:
-                self._new_name(vm)
-                host, why = self._fast(vm, live, self.clock())
-                found = self._claim(vm, host, why)
+                found = self._fast_all(batch, live, self.clock())
+            if isinstance(found, str) and not alone:
+                exact = self._exact(batch, live)  # together they may fit where greed did not
+                found = exact if not isinstance(exact, str) else found
         if isinstance(found, str):  # refused: maybe a standby host can help, next time
-            switched_on = self.power_on(f"no room to place {vm.name}")
+            switched_on = self.power_on(f"no room to place {', '.join(v.name for v in batch)}")
             if switched_on is not None:
                 found += f"; powering {switched_on} on: retry once it reports"
             raise PlacementRefused(409, f"no host: {found}")
-        return found, self.writes.submit(lambda: self.store.add_claim(found))
+        claims = found
+        return claims, self.writes.submit(lambda: self.store.add_claims(claims))
 
-    def _new_name(self, vm: NewVM) -> None:
+    def _new_names(self, vms: Sequence[NewVM]) -> None:
         self.inventory.expire(self.clock())
-        if self.inventory.exists(vm.name):
-            raise PlacementRefused(409, f"name: VM '{vm.name}' already exists")
+        for vm in vms:
+            if self.inventory.exists(vm.name):
+                raise PlacementRefused(409, f"name: VM '{vm.name}' already exists")
 
-    def _claim(self, vm: NewVM, host: str | None, why: str) -> Claim | str:
-        """Hold the room on ``host`` (in memory) if it is still there; else why not."""
-        inventory = self.inventory
-        with inventory.lock:
-            self._new_name(vm)
+    def _fast_all(self, vms: Sequence[NewVM], live: LivePolicy, now: float) -> list[Claim] | str:
+        """Each VM in turn, its claim held before the next is chosen (so rules among them
+        see it); on the first that finds no host, the claims made are undone."""
+        self._new_names(vms)
+        claims: list[Claim] = []
+        for vm in vms:
+            host, why = self._fast(vm, live, now)
             if host is None:
+                for claim in claims:
+                    self.inventory.drop_claim(claim.vm)
                 return why
-            if not (inventory.free()[inventory.index[host]] >= self._demand(vm)).all():
-                # The snapshot counts a migrating VM once, the host holds it twice; or a
-                # report came during the solve.
-                return f"{vm.name}: {host} has no room for it any more"
-            now = self.clock()
-            claim = Claim(vm.name, host, dict(vm.demand), now, now + self.claim_ttl_s)
-            inventory.add_claim(claim)  # held before the lock is released: never given twice
-            return claim
+            claims.append(self._hold(vm, host, now))
+        return claims
+
+    def _exact(self, vms: Sequence[NewVM], live: LivePolicy) -> list[Claim] | str:
+        # One solve at a time, outside the inventory's lock: reports and the rest go on
+        # meanwhile, and the room is checked again before it is claimed.
+        with self._solving:
+            self._new_names(vms)
+            hosts, why = exact_placement(self.snapshot(), tuple(vms), live, self.solver_workers)
+            if hosts is None:
+                return why
+            with self.inventory.lock:
+                self._new_names(vms)
+                needed: dict[str, np.ndarray] = {}
+                for vm in vms:
+                    needed[hosts[vm.name]] = needed.get(hosts[vm.name], 0) + self._demand(vm)
+                free, index = self.inventory.free(), self.inventory.index
+                for host, amount in needed.items():
+                    if not (free[index[host]] >= amount).all():
+                        # The snapshot counts a migrating VM once, the host holds it twice;
+                        # or a report came during the solve.
+                        return f"{host} has no room for the VMs chosen for it any more"
+                now = self.clock()
+                return [self._hold(vm, hosts[vm.name], now) for vm in vms]
+
+    def _hold(self, vm: NewVM, host: str, now: float) -> Claim:
+        """The claim, held in memory at once (under the inventory's lock): never given twice."""
+        claim = Claim(vm.name, host, dict(vm.demand), now, now + self.claim_ttl_s, dict(vm.labels))
+        self.inventory.add_claim(claim)
+        return claim
 
     def release(self, vm: str) -> bool:
         """The VM will not be created: its room is free again."""
@@ -151,6 +180,8 @@ class Placer:
         demand, free = self._demand(vm), inventory.free()
         scale = np.maximum(inventory.capacity.max(axis=0, initial=0), 1).astype(np.float64)
         accepting = inventory.accepting(now)
+        if vm.host_labels:
+            accepting = accepting & inventory.hosts_labelled(vm.host_labels)
         busy = inventory.count > 0
         rules = [
             r for r in live.rules_binding(vm.name, vm.labels, inventory.exists, self._labelled)
@@ -170,8 +201,7 @@ class Placer:
         return None, self._why_not(vm, rules, demand, free, accepting)
 
     def _labelled(self, selector: Mapping[str, str]) -> list[str]:
-        # Reports carry no VM labels yet: a selector matches no VM that exists.
-        return []
+        return sorted(self.inventory.labels.matching(selector))
 
     def _why_not(
         self, vm: NewVM, rules: list[Rule], demand: np.ndarray, free: np.ndarray,
@@ -181,12 +211,16 @@ class Placer:
         inventory, resources = self.inventory, self.inventory.resources
         reasons: dict[str, list[str]] = defaultdict(list)
         states = inventory.states()
+        labelled = inventory.hosts_labelled(vm.host_labels)
         small = inventory.capacity < demand
         short = free < demand
         for i, host in enumerate(inventory.hosts):
             if inventory.report_of(host) is None:
                 continue
-            if not accepting[i]:
+            if vm.host_labels and not labelled[i]:
+                wanted = ", ".join(f"{k}={v}" for k, v in sorted(vm.host_labels.items()))
+                why = f"lack the labels {wanted}"
+            elif not accepting[i]:
                 state = states.get(host, HostState.UP)
                 why = f"are {'suspect' if state is HostState.UP else state.value}"
             elif small[i].any():
@@ -202,19 +236,3 @@ class Placer:
         ]
         need = ", ".join(amount_text(r, a) for r, a in vm.demand.items() if a)
         return f"{vm.name} (needs {need}): " + ("; ".join(parts) or "no host is usable")
-
-    # -- the exact path ------------------------------------------------------------------
-
-    def _exact(self, vm: NewVM, live: LivePolicy) -> tuple[str | None, str]:
-        cluster = self.snapshot()
-        new = VM(vm.name, dict(vm.demand), priority=vm.priority)
-        asking = cluster.replace_vms([*cluster.vms, new])
-        options = SearchOptions(SolverSettings(10.0, self.solver_workers))
-        decision = decide(asking, Goal.PLACE, (), options)
-        placement, refused = admit_within_reserve(
-            asking, {vm.name: decision.placement.get(vm.name)}
-        )
-        host = placement.get(vm.name)
-        if host is None:
-            return None, refused.get(vm.name) or why_not_placed(asking, decision.placement, vm.name)
-        return host, ""

@@ -3,7 +3,7 @@ room held for VMs placed through the API."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -61,6 +61,7 @@ class Claim:
     demand: dict[str, int]
     at: float
     expires_at: float
+    labels: dict[str, str] = field(default_factory=dict)  # the request's, for rule selectors
 
 
 @dataclass(frozen=True)

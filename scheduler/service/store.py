@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS claims (
     host TEXT NOT NULL,
     demand TEXT NOT NULL,
     at REAL NOT NULL,
-    expires_at REAL NOT NULL
+    expires_at REAL NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS plan_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -116,6 +117,7 @@ class Store(Protocol):
     def fencing(self) -> dict[str, Fencing]: ...
     def superseded(self, host: str) -> set[str]: ...
     def add_claim(self, claim: Claim) -> None: ...
+    def add_claims(self, claims: Sequence[Claim]) -> None: ...
     def claims(self, now: float) -> list[Claim]: ...
     def drop_claims(self, vms: Iterable[str]) -> int: ...
     def add_policy(self, document: Mapping[str, Any], at: float, by: str) -> int: ...
@@ -137,6 +139,9 @@ class SqliteStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(orders)")}
         if "progress_pct" not in columns:  # a store written before progress was kept
             self._db.execute("ALTER TABLE orders ADD COLUMN progress_pct REAL")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(claims)")}
+        if "labels" not in columns:  # a store written before claims kept the VM's labels
+            self._db.execute("ALTER TABLE claims ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'")
         self._parsed: dict[str, tuple[str, HostReport]] = {}  # host -> (its JSON, parsed)
 
     @property
@@ -390,20 +395,32 @@ class SqliteStore:
 
     def add_claim(self, claim: Claim) -> None:
         """Hold room for a VM placed through the API until its host reports it running."""
+        self.add_claims([claim])
+
+    def add_claims(self, claims: Sequence[Claim]) -> None:
+        """The claims of one request: all kept, or none."""
+        if not claims:
+            return
         with self._transaction() as db:
-            db.execute("DELETE FROM claims WHERE expires_at <= ?", (claim.at,))
-            db.execute(
-                "INSERT INTO claims (vm, host, demand, at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                (claim.vm, claim.host, json.dumps(claim.demand), claim.at, claim.expires_at),
-            )
+            db.execute("DELETE FROM claims WHERE expires_at <= ?", (claims[0].at,))
+            db.executemany(
+                "INSERT INTO claims (vm, host, demand, at, expires_at, labels) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(c.vm, c.host, json.dumps(c.demand), c.at, c.expires_at, json.dumps(c.labels))
+                 for c in claims],
+            )  # fmt: skip
 
     def claims(self, now: float) -> list[Claim]:
         """The claims still held at ``now``; an expired claim holds nothing."""
         rows = self._db.execute(
-            "SELECT vm, host, demand, at, expires_at FROM claims WHERE expires_at > ? ORDER BY vm",
+            "SELECT vm, host, demand, at, expires_at, labels FROM claims WHERE expires_at > ? "
+            "ORDER BY vm",
             (now,),
         ).fetchall()
-        return [Claim(vm, host, json.loads(d), float(at), float(e)) for vm, host, d, at, e in rows]
+        return [
+            Claim(vm, host, json.loads(d), float(at), float(e), json.loads(labels))
+            for vm, host, d, at, e, labels in rows
+        ]
 
     def drop_claims(self, vms: Iterable[str]) -> int:
         names = list(vms)

@@ -69,6 +69,7 @@ def router(runtime: Runtime) -> APIRouter:
         inventory, _ = runtime.inventory()
         return [
             {"name": v.name, "host": v.host, "demand": dict(v.demand), "usage": dict(v.usage),
+             "labels": dict(v.labels), "priority": v.priority,
              "conflict": inventory.conflicts.get(v.name)}
             for v in inventory.cluster.vms
         ]  # fmt: skip

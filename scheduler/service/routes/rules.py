@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from scheduler.placement.state import PlacementState
 from scheduler.scenario.load import ScenarioError
-from scheduler.scenario.policy import policy_from_data
+from scheduler.scenario.policy import LivePolicy, policy_from_data
 from scheduler.scenario.schema import RuleSpec
 from scheduler.service.auth import Principal, Role, requires
 from scheduler.service.routes.common import ERRORS
@@ -33,15 +33,10 @@ def router(runtime: Runtime) -> APIRouter:
     routes = APIRouter(dependencies=[operator], responses=ERRORS)
 
     def stated_rules() -> list[dict[str, Any]]:
-        return list(runtime.policy.document.get("rules", []))
+        return stated(runtime)
 
     def replace_rules(rules: list[dict[str, Any]], who: Principal) -> int:
-        document = {**runtime.policy.document, "rules": rules}
-        try:
-            live = policy_from_data(document, "rules")
-        except ScenarioError as exc:
-            raise HTTPException(409, _naming(exc.field, exc.reason, rules)) from None
-        return runtime.set_policy(live, who.fingerprint or who.role.value)
+        return runtime.set_policy(policy_with(runtime, rules), who.fingerprint or who.role.value)
 
     @routes.get("/v1/rules")
     def rules() -> list[dict[str, Any]]:
@@ -77,6 +72,31 @@ def router(runtime: Runtime) -> APIRouter:
         return {"id": rule, "deleted": True, "policy_version": replace_rules(kept, who)}
 
     return routes
+
+
+def stated(runtime: Runtime) -> list[dict[str, Any]]:
+    """The rules of the policy in force, as documents."""
+    return list(runtime.policy.document.get("rules", []))
+
+
+def policy_with(runtime: Runtime, rules: list[dict[str, Any]]) -> LivePolicy:
+    """The policy in force with ``rules`` instead of its own; 409 naming the rules by id if
+    they cannot all hold (two hard rules that contradict each other)."""
+    document = {**runtime.policy.document, "rules": rules}
+    try:
+        return policy_from_data(document, "rules")
+    except ScenarioError as exc:
+        raise HTTPException(409, _naming(exc.field, exc.reason, rules)) from None
+
+
+def not_stated(runtime: Runtime, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Those of ``rules`` the policy does not hold yet, each once."""
+    known = {rule_id(r) for r in stated(runtime)}
+    fresh: dict[str, dict[str, Any]] = {}
+    for rule in rules:
+        if rule_id(rule) not in known:
+            fresh.setdefault(rule_id(rule), rule)
+    return list(fresh.values())
 
 
 def _naming(field: str, reason: str, rules: list[dict[str, Any]]) -> str:
