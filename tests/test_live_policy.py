@@ -7,10 +7,12 @@ import subprocess
 from pathlib import Path
 
 from scheduler.engine import plan_from_json
+from scheduler.model import Limits
 from scheduler.planning.check import check_plan
 from scheduler.scenario.policy import parse_policy
+from scheduler.service.executor import ExecutionPolicy
 from tests.service_harness import OPERATOR_TOKEN, Service, run_vmpack, running_service
-from tests.test_service import reported
+from tests.test_service import reported, settle
 
 APART = {"rules": [{"type": "anti-affinity", "vms": ["web1", "web2", "not-yet"]}]}
 
@@ -91,3 +93,35 @@ def test_vmpack_policy_apply_checks_the_file_then_sends_it(tmp_path: Path) -> No
         assert applied.returncode == 0 and "policy version 1 in force" in applied.stdout
         shown = vmpack("show")
         assert shown.returncode == 0 and "# version 1" in shown.stdout and "db-1" in shown.stdout
+
+
+def test_the_executor_refuses_a_move_that_a_rule_added_after_approval_forbids(
+    tmp_path: Path,
+) -> None:
+    # libvirt's test driver cannot migrate: the moves the executor orders fail in libvirt,
+    # and the one the new rule forbids is never ordered at all.
+    execution = ExecutionPolicy(on_failure="continue", tick_s=0.1)
+    one_at_a_time = Limits(max_parallel=1, max_parallel_per_host=1)
+    with running_service(
+        tmp_path / "vmpack.db", execution=execution, limits=one_at_a_time
+    ) as service:
+        team = reported(tmp_path, service)
+        ops = service.client(OPERATOR_TOKEN)
+        created = ops.post("/v1/plans", json={"goal": "consolidate", "time_limit_s": 3}).json()
+        plan_id = created["id"]
+        document = ops.get(f"/v1/plans/{plan_id}").json()["plan"]
+        before = {v["name"]: v["host"] for v in ops.get("/v1/vms").json()}
+        mover, target = next((vm, h) for vm, h in document["placement"].items() if before[vm] != h)
+        stayer = next(vm for vm, h in before.items() if h == target)
+        assert ops.post(f"/v1/plans/{plan_id}/approve").status_code == 200
+        rule = {"type": "anti-affinity", "vms": [mover, stayer]}
+        assert ops.post("/v1/rules", json=rule).status_code == 201  # after the approval
+        assert ops.post(f"/v1/plans/{plan_id}/apply").status_code == 200
+        settle(team, lambda: ops.get(f"/v1/plans/{plan_id}").json()["status"] != "running",
+               "the plan")  # fmt: skip
+        plan = ops.get(f"/v1/plans/{plan_id}").json()
+        assert plan["status"] == "failed"
+        assert mover not in {o["vm"] for o in plan["orders"]}  # never ordered
+        refusal = f"cannot move {mover} now: a hard rule forbids {mover} on {target}"
+        assert refusal in [e["event"] for e in plan["events"]]  # and the plan ended: stuck
+        assert {v["name"]: v["host"] for v in ops.get("/v1/vms").json()}[mover] == before[mover]

@@ -5,7 +5,10 @@ next move of the plan is checked against the latest snapshot, with every migrati
 counted on both its hosts: is the VM still on the source, is the destination up, is there
 room, do the hard rules still hold? If so an order goes to the source host's agent, which
 pulls it, migrates through libvirt and reports the outcome. A failed migration leaves the VM
-on its source (the agent checks); the plan then stops (or carries on, by policy).
+on its source (the agent checks); the plan then stops (or carries on, by policy). A move
+that can never start (its VM is elsewhere, its target is down) is given up; when nothing
+runs and no move left may start (no room, a hard rule added since forbids it), the plan
+ends failed with the reason, whatever the policy: waiting would be forever.
 
 ``next_moves`` is the decision and is pure; ``Executor`` is the loop around it.
 """
@@ -53,7 +56,8 @@ class ExecutionPolicy:
 class Decision:
     start: list[PlannedMove]
     already_done: list[PlannedMove]
-    impossible: list[tuple[PlannedMove, str]]
+    impossible: list[tuple[PlannedMove, str]]  # never startable: given up
+    waiting: list[tuple[PlannedMove, str]]  # not now: no room, or a hard rule forbids it
 
 
 def next_moves(
@@ -69,6 +73,7 @@ def next_moves(
     start: list[PlannedMove] = []
     done: list[PlannedMove] = []
     impossible: list[tuple[PlannedMove, str]] = []
+    waiting: list[tuple[PlannedMove, str]] = []
     seen: set[str] = set()
     for move in remaining:
         if move.vm in seen:
@@ -94,12 +99,15 @@ def next_moves(
             break
         if max(busy[move.source], busy[move.target]) >= limits.max_parallel_per_host:
             continue
-        fits = state.has_room(move.vm, move.target)
-        if fits and state.rules_admit(move.vm, move.target, moving_with_group=True):
+        if not state.has_room(move.vm, move.target):
+            waiting.append((move, f"no room for {move.vm} on {move.target}"))
+        elif not state.rules_admit(move.vm, move.target, moving_with_group=True):
+            waiting.append((move, f"a hard rule forbids {move.vm} on {move.target}"))
+        else:
             state.add(move.vm, move.target)
             busy.update((move.source, move.target))
             start.append(move)
-    return Decision(start, done, impossible)
+    return Decision(start, done, impossible, waiting)
 
 
 def planned_moves(document: Mapping[str, Any]) -> list[PlannedMove]:
@@ -197,6 +205,8 @@ class Executor:
         moves = planned_moves(record.document)
         on_failure = record.document.get("on_failure", self.policy.on_failure)
         failures: list[str] = []
+        given_up: set[int] = set()  # moves that can never start (the VM is elsewhere...)
+        stuck = False  # nothing runs, and no move left can start
         with self._lock:
             cancel = self._cancel[plan_id]
         while not self._stopping.is_set():
@@ -204,8 +214,9 @@ class Executor:
             by_move = {int(o.details.get("move", -1)): o for o in orders}
             failures += self._new_failures(plan_id, orders)
             in_flight = [moves[i] for i, o in by_move.items() if o.status in OPEN_ORDERS]
-            stopped = cancel.is_set() or (failures and on_failure in ("stop", "replan"))
-            remaining = [m for m in moves if m.index not in by_move]  # failed moves are not retried
+            stopped = stuck or cancel.is_set() or (failures and on_failure in ("stop", "replan"))
+            # Neither a failed move nor one given up is tried again.
+            remaining = [m for m in moves if m.index not in by_move and m.index not in given_up]
             if stopped:
                 why = "cancelled" if cancel.is_set() else "plan stopped after a failure"
                 self._cancel_open(orders, why, abort_running=cancel.is_set())
@@ -221,23 +232,36 @@ class Executor:
                 self._finish(plan_id, "failed" if failures else "done", why)
                 return
             else:
-                self._advance(plan_id, moves, by_move, remaining, in_flight, failures, cancel)
+                stuck = self._advance(
+                    plan_id, moves, by_move, remaining, in_flight, failures, given_up, cancel
+                )
+                if stuck:
+                    continue  # ends the plan at once, whatever the failure policy
             cancel.wait(self.policy.tick_s)
 
     def _advance(
         self, plan_id: int, moves: list[PlannedMove], by_move: Mapping[int, OrderRecord],
         remaining: list[PlannedMove], in_flight: list[PlannedMove], failures: list[str],
-        cancel: threading.Event,
-    ) -> None:  # fmt: skip
+        given_up: set[int], cancel: threading.Event,
+    ) -> bool:  # fmt: skip
+        """Issue the moves that may start now; True if the plan is stuck: nothing runs and
+        no move left can start (waiting would be forever, or until someone else acts)."""
         cluster = self._with_done_moves(self.snapshot(), moves, by_move)
         decision = next_moves(cluster, remaining, in_flight)
+        given_up.update(move.index for move, _ in decision.impossible)
         with self._lock:  # a cancel waits for these orders, or comes before and stops them
-            if not cancel.is_set():
-                self._issue(plan_id, decision, remaining, in_flight, failures)
+            if cancel.is_set():
+                return False
+            self._issue(plan_id, decision, in_flight, failures)
+        if decision.start or in_flight or not decision.waiting:
+            return False
+        move, why = decision.waiting[0]
+        failures.append(f"blocked: {why}")
+        self.store.add_plan_event(plan_id, self.clock(), f"cannot move {move.vm} now: {why}")
+        return True
 
     def _issue(
-        self, plan_id: int, decision: Decision, remaining: list[PlannedMove],
-        in_flight: list[PlannedMove], failures: list[str],
+        self, plan_id: int, decision: Decision, in_flight: list[PlannedMove], failures: list[str],
     ) -> None:  # fmt: skip
         now = self.clock()
         for move in decision.already_done:
@@ -257,9 +281,6 @@ class Executor:
                 self.store.add_plan_event(plan_id, now, f"cannot restart {move.vm}: no definition")
                 continue
             self.store.add_order(plan_id, move.vm, move.source, move.target, now, details)
-        idle = not (decision.start or in_flight or decision.already_done or decision.impossible)
-        if idle and remaining:
-            failures.append(f"blocked: no room, or rules forbid the next move ({remaining[0].vm})")
 
     def _order_details(self, move: PlannedMove) -> dict[str, Any] | None:
         if move.kind == "restart":
