@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 import libvirt
 
+from agents.devices import PciOffer
 from agents.discard import discard
 from agents.libvirt_probe import probe
 from agents.migrate import MigrationOrder, Progress, migrate
@@ -50,6 +51,8 @@ class AgentConfig:
     ca_file: str | None = None  # to verify the scheduler's TLS certificate
     advertise_uri: str = ""  # how other hosts' libvirtd reach ours (default: libvirt_uri)
     migration_address: str = ""  # where incoming migration streams connect, if not advertised
+    resources: dict[str, int] = field(default_factory=dict)  # what libvirt cannot see
+    pci_offers: tuple[PciOffer, ...] = ()  # PCI devices offered to guests, by vendor:product
 
 
 @dataclass
@@ -213,7 +216,7 @@ class Agent:
             report = probe(
                 self._conn, self.config.host, self.config.labels,
                 self.config.advertise_uri or self.config.libvirt_uri,
-                self.config.migration_address,
+                self.config.migration_address, self.config.pci_offers, self.config.resources,
             )  # fmt: skip
             return self._with_usage(report, time.monotonic())
         except libvirt.libvirtError as exc:

@@ -12,16 +12,22 @@ two agents are given one host name.
 
 Disk capacity is the sum of the active storage pools; a domain's disk demand is the sum of
 its disks' capacities (``blockInfo``). Drivers without pools or disk information report 0.
+
+Countable resources: the host devices libvirt lists (``devices.py``) and what the operator
+declares for the host (``--resource licence_sql=8``); a domain takes its host devices and
+what its metadata declares (``<resource name="licence_sql">2</resource>``).
 """
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
 
 import libvirt
 
-from agents.report import DomainReport, HostReport
+from agents.devices import HostDevices, PciOffer, read_host_devices
+from agents.report import DomainReport, HostReport, resource_name_ok
 
 # Silence libvirt's default handler that prints every error on stderr; we raise instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -40,6 +46,7 @@ MIB = 2**20
 METADATA_NS = "https://vmpack.dev/xmlns/1"
 LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,252}")  # as the scheduler's names
 MAX_LABELS = 64
+MAX_COUNT = 2**40  # as the scheduler's counts
 
 
 def probe(
@@ -48,21 +55,26 @@ def probe(
     labels: dict[str, str] | None = None,
     libvirt_uri: str = "",
     migration_address: str = "",
+    pci_offers: Iterable[PciOffer] = (),
+    declared: Mapping[str, int] | None = None,
 ) -> HostReport:
-    """Read the host and every domain defined on it through one libvirt connection."""
+    """Read the host and every domain defined on it through one libvirt connection;
+    ``declared``: the host's countable resources that libvirt cannot see."""
     _model, memory_mib, cpus, *_ = conn.getInfo()
+    devices = read_host_devices(conn, pci_offers)
     return HostReport(
         host=host,
         cpus=int(cpus),
         memory_mib=int(memory_mib),
         disk_mib=_pool_capacity_mib(conn),
-        domains=_domains(conn),
+        domains=_domains(conn, devices),
         memory_free_mib=_free_memory_mib(conn),
         libvirt_version=int(conn.getLibVersion()),
         labels=dict(labels or {}),
         libvirt_uri=libvirt_uri,
         migration_address=migration_address,
         host_uuid=host_uuid(conn),
+        resources={**devices.capacity, **(declared or {})},
     )
 
 
@@ -73,23 +85,24 @@ def host_uuid(conn: libvirt.virConnect) -> str:
     return ET.fromstring(conn.getCapabilities()).findtext("host/uuid") or ""
 
 
-def _domains(conn: libvirt.virConnect) -> tuple[DomainReport, ...]:
+def _domains(conn: libvirt.virConnect, devices: HostDevices) -> tuple[DomainReport, ...]:
     """Every domain that still exists when read: one may vanish between the listing and the
     reading (undefined on the source as its migration ends); it is simply no longer here."""
     found = []
     for dom in conn.listAllDomains():
         try:
-            found.append(_domain(dom))
+            found.append(_domain(dom, devices))
         except libvirt.libvirtError as exc:
             if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                 raise
     return tuple(found)
 
 
-def _domain(dom: libvirt.virDomain) -> DomainReport:
+def _domain(dom: libvirt.virDomain, devices: HostDevices) -> DomainReport:
     state, max_mem_kib, _mem_kib, vcpus, cpu_time_ns = dom.info()
     definition = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     tree = ET.fromstring(definition)
+    taken, has_host_devices = devices.demand(tree)
     return DomainReport(
         name=dom.name(),
         uuid=dom.UUIDString(),
@@ -102,6 +115,8 @@ def _domain(dom: libvirt.virDomain) -> DomainReport:
         priority=_priority(tree),
         definition=definition,
         labels=_labels(tree),
+        resources={**taken, **_declared(tree)},
+        migratable=not has_host_devices,
     )
 
 
@@ -125,6 +140,17 @@ def _labels(tree: ET.Element) -> dict[str, str]:
         key, value = label.get("key", ""), (label.text or "").strip()
         if LABEL_KEY.fullmatch(key) and len(value) <= 253 and len(found) < MAX_LABELS:
             found[key] = value
+    return found
+
+
+def _declared(tree: ET.Element) -> dict[str, int]:
+    """``<resource name="licence_sql">2</resource>`` in the same metadata element: what the
+    VM takes of a resource libvirt cannot see. Malformed entries are left out."""
+    found: dict[str, int] = {}
+    for item in tree.iterfind(f"./metadata/{{{METADATA_NS}}}vmpack/{{{METADATA_NS}}}resource"):
+        name, text = item.get("name", ""), (item.text or "").strip()
+        if resource_name_ok(name) and text.isdigit() and int(text) <= MAX_COUNT:
+            found[name] = int(text)
     return found
 
 

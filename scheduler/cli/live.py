@@ -7,9 +7,13 @@ import logging
 import shlex
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scheduler.model import VCPUS, HaPolicy, Policy
 from scheduler.scenario.policy import LivePolicy, load_policy
+
+if TYPE_CHECKING:
+    from agents.devices import PciOffer
 
 DEFAULT_LAB = Path("/var/tmp/vmpack-lab")
 
@@ -80,6 +84,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     agent.add_argument("--host", default=socket.gethostname())
     agent.add_argument("--interval", type=float, default=10.0, metavar="SECONDS")
     agent.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    agent.add_argument("--resource", action="append", default=[], metavar="NAME=COUNT",
+                       help="a countable host resource libvirt cannot see (licences)")  # fmt: skip
+    agent.add_argument("--pci", action="append", default=[], metavar="VENDOR:PRODUCT=NAME",
+                       help="PCI devices offered to guests, e.g. 10de:1eb8=gpu_t4")  # fmt: skip
     agent.add_argument("--ca-file", help="CA bundle to verify the scheduler's certificate")
     agent.add_argument("--advertise-uri", default="", help="libvirt URI other hosts reach us at")
     agent.add_argument("--migration-address", default="")
@@ -185,6 +193,7 @@ def run_agent(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise LiveInputError(f"--label: expected KEY=VALUE, got '{item}'")
         labels[key] = value
+    resources, offers = _declared_resources(args.resource), _pci_offers(args.pci)
     try:
         token = args.token_file.read_text().strip()
     except OSError as exc:
@@ -194,7 +203,7 @@ def run_agent(args: argparse.Namespace) -> int:
     config = AgentConfig(
         args.host, args.libvirt, args.scheduler, token, args.interval, labels,
         ca_file=args.ca_file, advertise_uri=args.advertise_uri,
-        migration_address=args.migration_address,
+        migration_address=args.migration_address, resources=resources, pci_offers=offers,
     )  # fmt: skip
     host, _, port = args.metrics_listen.rpartition(":")
     if not host or not port.isdigit():
@@ -203,6 +212,34 @@ def run_agent(args: argparse.Namespace) -> int:
     serve_metrics(agent, host, int(port))
     agent.run()
     return 0
+
+
+def _declared_resources(items: list[str]) -> dict[str, int]:
+    from agents.report import resource_name_ok
+
+    found: dict[str, int] = {}
+    for item in items:
+        name, sep, count = item.partition("=")
+        if not sep or not resource_name_ok(name) or not count.isdigit() or name in found:
+            raise LiveInputError(
+                f"--resource: expected NAME=COUNT once per NAME (a letter, then letters, "
+                f"digits, _ . -; not cpu, memory or disk), got '{item}'"
+            )
+        found[name] = int(count)
+    return found
+
+
+def _pci_offers(items: list[str]) -> tuple[PciOffer, ...]:
+    from agents.devices import PciOffer
+
+    try:
+        offers = tuple(PciOffer.parse(item) for item in items)
+    except ValueError as exc:
+        raise LiveInputError(str(exc)) from None
+    ids = [(o.vendor, o.product) for o in offers]
+    if len(set(ids)) < len(ids):
+        raise LiveInputError("--pci: one VENDOR:PRODUCT given twice")
+    return offers
 
 
 def run_lab(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -15,6 +16,7 @@ from pydantic import (
     field_validator,
 )
 
+from agents.report import resource_name_ok
 from scheduler.scenario.schema import RuleSpec
 from scheduler.units import parse_size_mib
 
@@ -25,6 +27,20 @@ SizeMiB = Annotated[int, BeforeValidator(parse_size_mib), Field(ge=0)]
 
 
 Labels = Annotated[dict[Name, Annotated[str, Field(max_length=253)]], Field(max_length=64)]
+
+
+def _countable(names: dict[str, int]) -> dict[str, int]:
+    for name in names:
+        if not resource_name_ok(name):
+            raise ValueError(
+                f"'{name}' is not a countable resource name (a letter, then letters, digits, "
+                "_ . -; cpu, memory and disk have their own fields)"
+            )
+    return names
+
+
+# Countable resources beyond CPU, memory and disk: GPUs, vGPU types, licences.
+Resources = Annotated[dict[str, Count], Field(max_length=64), AfterValidator(_countable)]
 
 
 class Strict(BaseModel):
@@ -44,6 +60,8 @@ class DomainIn(Strict):
     definition: Annotated[str, Field(max_length=256 * 1024)] = ""
     cpu_usage: Annotated[float, Field(ge=0, le=1)] | None = None
     labels: Labels = {}
+    resources: Resources = {}
+    migratable: bool = True
 
 
 class ReportIn(Strict):
@@ -58,6 +76,7 @@ class ReportIn(Strict):
     libvirt_uri: Annotated[str, Field(max_length=1024)] = ""
     migration_address: Annotated[str, Field(max_length=253)] = ""
     host_uuid: Annotated[str, Field(max_length=64)] = ""
+    resources: Resources = {}
 
     @field_validator("domains")
     @classmethod
@@ -91,6 +110,7 @@ class NewVMIn(Strict):
     vcpus: Annotated[int, Field(gt=0, le=4096)]
     memory: SizeMiB
     disk: SizeMiB = 0
+    resources: Resources = {}  # {"gpu_t4": 1}: counted as the agents report them
     labels: Labels = {}  # what rule selectors match, as the VM's metadata will say
     priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
     host_labels: Labels = {}  # only hosts whose agents carry these labels (zone=a)

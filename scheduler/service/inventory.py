@@ -7,7 +7,8 @@ destination, running on the source); the running copy is where the VM is. Two ru
 would mean a VM running twice: it is a conflict, reported (``vmpack vms``, ``GET /v1/vms``, a
 metric and an alert) and never silently resolved: the VM is held where the snapshot puts it,
 so no plan moves it until a person has looked. The same goes for one domain UUID running
-under two names on two hosts (a report that claims another host's VM as its own). A host
+under two names on two hosts (a report that claims another host's VM as its own), and for a
+VM with a host device, which libvirt cannot live-migrate. A host
 that is down keeps its last report: its VMs stay there until they run somewhere else. A VM
 the placement API sent to a host counts there, by its claim, until that host reports it.
 """
@@ -68,7 +69,12 @@ def snapshot(
         vms.append(
             VM(
                 vm_name,
-                {VCPUS: domain.vcpus, MEMORY: domain.memory_mib, DISK: domain.disk_mib},
+                {
+                    VCPUS: domain.vcpus,
+                    MEMORY: domain.memory_mib,
+                    DISK: domain.disk_mib,
+                    **domain.resources,
+                },
                 host,
                 labels=dict(domain.labels),
                 usage={} if domain.cpu_usage is None else {"cpu": domain.cpu_usage},
@@ -83,7 +89,8 @@ def snapshot(
     vms += [VM(c.vm, dict(c.demand), c.host, dict(c.labels)) for c in claimed]
     cluster = Cluster(name, hosts, tuple(vms), rules, policy, limits or Limits())
     held = [c.vm for c in claimed] + [vm for vm in conflicts if vm in cluster.vm_by_name]
-    return Inventory(held_in_place(cluster, held), conflicts)
+    held += _with_host_devices(copies, states)
+    return Inventory(held_in_place(cluster, set(held)), conflicts)
 
 
 def rules_now(
@@ -95,8 +102,20 @@ def rules_now(
     return policy.rules_for(labels)
 
 
+def _with_host_devices(
+    copies: Mapping[str, list[tuple[str, DomainReport]]], states: Mapping[str, HostState]
+) -> list[str]:
+    """VMs with a host device (a GPU passed through, a vGPU): libvirt cannot live-migrate
+    them, so plans keep them where they run; on a host that is down they may restart."""
+    return [
+        vm for vm, found in copies.items()
+        if any(not d.migratable and states.get(h) is not HostState.DOWN for h, d in found)
+    ]  # fmt: skip
+
+
 def _host(report: HostReport, state: HostState, policy: Policy) -> Host:
-    physical = {VCPUS: report.cpus, MEMORY: report.memory_mib, DISK: report.disk_mib}
+    physical = {VCPUS: report.cpus, MEMORY: report.memory_mib, DISK: report.disk_mib,
+                **report.resources}  # fmt: skip
     capacity = allocatable(physical, policy.overcommit)
     return Host(report.host, physical, capacity, dict(report.labels), state)
 

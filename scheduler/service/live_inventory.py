@@ -45,8 +45,6 @@ class HostIdentityConflict(Exception):
 
 
 class LiveInventory:
-    resources = CORE_RESOURCES
-
     def __init__(
         self, heartbeat: Heartbeat, started_at: float, overcommit: Mapping[str, float]
     ) -> None:
@@ -56,6 +54,10 @@ class LiveInventory:
         self._overcommit = dict(overcommit)
         self.hosts: list[str] = []
         self.index: dict[str, int] = {}
+        # Columns of the vectors: CPU, memory, disk, then each countable resource (a GPU
+        # model, a licence) from when a report, a claim or a request first names it.
+        self.resources: list[str] = list(CORE_RESOURCES)
+        self.column = {r: i for i, r in enumerate(self.resources)}
         width = len(self.resources)
         self._physical = np.zeros((0, width), dtype=np.int64)
         self._capacity = np.zeros((0, width), dtype=np.int64)
@@ -120,6 +122,30 @@ class LiveInventory:
         self._count, self._reported_at = wider(self._count, 0), wider(self._reported_at, -np.inf)
         self._operator_up = wider(self._operator_up, False)
 
+    def vector(self, amounts: Mapping[str, int]) -> np.ndarray:
+        """``amounts`` over the columns, a new column for a resource not seen before."""
+        with self.lock:
+            self._add_columns(amounts)
+            found = np.zeros(len(self.resources), dtype=np.int64)
+            for resource, amount in amounts.items():
+                found[self.column[resource]] = amount
+            return found
+
+    def _add_columns(self, names: Iterable[str]) -> None:
+        new = sorted(set(names) - self.column.keys())
+        if not new:
+            return
+        for name in new:
+            self.column[name] = len(self.resources)
+            self.resources.append(name)
+
+        def wider(array: np.ndarray) -> np.ndarray:
+            return np.hstack([array, np.zeros((len(array), len(new)), dtype=array.dtype)])
+
+        self._physical, self._capacity = wider(self._physical), wider(self._capacity)
+        self._held, self._claimed = wider(self._held), wider(self._claimed)
+        self._hosts_cluster = None
+
     # Views of the rows in use (hosts in the order first seen).
     @property
     def capacity(self) -> np.ndarray:
@@ -170,10 +196,15 @@ class LiveInventory:
                         self._residents[report.host].discard(domain.name)
             if old is None or _shape(old[0]) != _shape(report):
                 self._hosts_cluster = None
+            self._add_columns(report.resources)
+            for domain in report.domains:
+                self._add_columns(domain.resources)
             held = np.zeros(len(self.resources), dtype=np.int64)
             for domain in report.domains:
                 if domain.holds_resources:
-                    held += (domain.vcpus, domain.memory_mib, domain.disk_mib)
+                    held[:3] += (domain.vcpus, domain.memory_mib, domain.disk_mib)
+                    for resource, amount in domain.resources.items():
+                        held[self.column[resource]] += amount
                     self._where.setdefault(domain.name, set()).add(report.host)
                     self._residents[report.host].add(domain.name)
                     self.labels.put(domain.name, domain.labels)
@@ -181,7 +212,10 @@ class LiveInventory:
                 if vm not in self._where and vm not in self.claims:
                     self.labels.drop(vm)
             self._reports[report.host] = (report, at)
-            self._physical[i] = (report.cpus, report.memory_mib, report.disk_mib)
+            self._physical[i] = self.vector(
+                {"vcpus": report.cpus, "memory_mib": report.memory_mib,
+                 "disk_mib": report.disk_mib, **report.resources}
+            )  # fmt: skip
             self.capacity[i] = self._allocatable(self._physical[i])
             self.held[i] = held
             self.reported_at[i] = at
@@ -232,7 +266,7 @@ class LiveInventory:
             i = self._row(claim.host)
             self.claims[claim.vm] = claim
             heapq.heappush(self._expiry, (claim.expires_at, claim.vm))
-            self.claimed[i] += [claim.demand.get(r, 0) for r in self.resources]
+            self.claimed[i] += self.vector(claim.demand)
             self._residents[claim.host].add(claim.vm)
             self.count[i] = len(self._residents[claim.host])
             if claim.vm not in self._where:
@@ -260,7 +294,7 @@ class LiveInventory:
     def _forget_claim(self, vm: str) -> None:
         claim = self.claims.pop(vm)
         i = self.index[claim.host]
-        self.claimed[i] -= [claim.demand.get(r, 0) for r in self.resources]
+        self.claimed[i] -= self.vector(claim.demand)
         if claim.host not in self._where.get(vm, ()):
             self._residents[claim.host].discard(vm)
         if vm not in self._where:
@@ -341,5 +375,8 @@ class LiveInventory:
 
 
 def _shape(report: HostReport) -> tuple[object, ...]:
-    """What the hosts' own description depends on: size and labels."""
-    return (report.cpus, report.memory_mib, report.disk_mib, tuple(sorted(report.labels.items())))
+    """What the hosts' own description depends on: size, countable resources and labels."""
+    return (
+        report.cpus, report.memory_mib, report.disk_mib,
+        tuple(sorted(report.resources.items())), tuple(sorted(report.labels.items())),
+    )  # fmt: skip

@@ -173,7 +173,8 @@ class Placer:
     # -- the fast path -------------------------------------------------------------------
 
     def _demand(self, vm: NewVM) -> np.ndarray:
-        return np.array([vm.demand.get(r, 0) for r in self.inventory.resources], dtype=np.int64)
+        """Over the inventory's columns: a resource no host reports gets one, of zeros."""
+        return self.inventory.vector(vm.demand)
 
     def _fast(self, vm: NewVM, live: LivePolicy, now: float) -> tuple[str | None, str]:
         inventory = self.inventory

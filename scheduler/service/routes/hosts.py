@@ -67,10 +67,11 @@ def router(runtime: Runtime) -> APIRouter:
     @routes.get("/v1/vms")
     def vms() -> list[dict[str, Any]]:
         inventory, _ = runtime.inventory()
+        fixed = {d.name for r, _ in runtime.live.reports() for d in r.domains if not d.migratable}
         return [
             {"name": v.name, "host": v.host, "demand": dict(v.demand), "usage": dict(v.usage),
              "labels": dict(v.labels), "priority": v.priority,
-             "conflict": inventory.conflicts.get(v.name)}
+             "migratable": v.name not in fixed, "conflict": inventory.conflicts.get(v.name)}
             for v in inventory.cluster.vms
         ]  # fmt: skip
 

@@ -67,7 +67,7 @@ def router(runtime: Runtime) -> APIRouter:
 
 
 def new_vm(asked: NewVMIn) -> NewVM:
-    demand = {VCPUS: asked.vcpus, MEMORY: asked.memory, DISK: asked.disk}
+    demand = {VCPUS: asked.vcpus, MEMORY: asked.memory, DISK: asked.disk, **asked.resources}
     return NewVM(asked.name, demand, dict(asked.labels), asked.priority, dict(asked.host_labels))
 
 
