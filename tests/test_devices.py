@@ -25,46 +25,30 @@ from tests.service_harness import AGENT_TOKEN, OPERATOR_TOKEN, Service, running_
 
 GPU_T4 = PciOffer(0x10DE, 0x1EB8, "gpu_t4")
 MDEV = "4b20d080-1b54-4048-85b3-a6a62d165c01"
-DEVICES = f"""
-  <device>
-    <name>pci_0000_3b_00_0</name><parent>computer</parent>
-    <capability type='pci'>
-      <class>0x030200</class><domain>0</domain><bus>59</bus><slot>0</slot><function>0</function>
-      <product id='0x1eb8'>TU104GL [Tesla T4]</product>
-      <vendor id='0x10de'>NVIDIA Corporation</vendor>
-    </capability>
-  </device>
-  <device>
-    <name>pci_0000_3c_00_0</name><parent>computer</parent>
-    <capability type='pci'>
-      <class>0x030200</class><domain>0</domain><bus>60</bus><slot>0</slot><function>0</function>
-      <product id='0x1eb8'>TU104GL [Tesla T4]</product>
-      <vendor id='0x10de'>NVIDIA Corporation</vendor>
-    </capability>
-  </device>
-  <device>
-    <name>pci_0000_5e_00_0</name><parent>computer</parent>
-    <capability type='pci'>
-      <class>0x030200</class><domain>0</domain><bus>94</bus><slot>0</slot><function>0</function>
-      <product id='0x1eb8'>TU104GL [Tesla T4]</product>
-      <vendor id='0x10de'>NVIDIA Corporation</vendor>
-      <capability type='mdev_types'>
+T4 = "<product id='0x1eb8'>TU104GL [Tesla T4]</product><vendor id='0x10de'>NVIDIA</vendor>"
+SLICES = """<capability type='mdev_types'>
         <type id='nvidia-222'><name>GRID T4-1B</name><deviceAPI>vfio-pci</deviceAPI>
-          <availableInstances>14</availableInstances></type>
-      </capability>
-    </capability>
-  </device>
-  <device>
-    <name>mdev_{MDEV.replace("-", "_")}</name><parent>pci_0000_5e_00_0</parent>
+          <availableInstances>14</availableInstances></type></capability>"""
+
+
+def pci(bus: int, slot: int, ids: str, inside: str = "") -> str:
+    """A PCI node device as libvirt lists it (class, address, ids, maybe its mdev types)."""
+    return f"""
+  <device><name>pci_0000_{bus:02x}_{slot:02x}_0</name><parent>computer</parent>
+    <capability type='pci'><class>0x030200</class><domain>0</domain><bus>{bus}</bus>
+      <slot>{slot}</slot><function>0</function>{ids}{inside}</capability></device>"""
+
+
+DEVICES = (
+    pci(0x3B, 0, T4)  # two T4s for passthrough
+    + pci(0x3C, 0, T4)
+    + pci(0x5E, 0, T4, SLICES)  # one sliced into vGPUs, one slice made
+    + f"""
+  <device><name>mdev_{MDEV.replace("-", "_")}</name><parent>pci_0000_5e_00_0</parent>
     <capability type='mdev'><type id='nvidia-222'/><iommuGroup number='0'/></capability>
-  </device>
-  <device>
-    <name>pci_0000_00_1f_0</name><parent>computer</parent>
-    <capability type='pci'>
-      <class>0x060100</class><domain>0</domain><bus>0</bus><slot>31</slot><function>0</function>
-      <product id='0xa1c1'>C621 Series Chipset LPC</product><vendor id='0x8086'>Intel</vendor>
-    </capability>
   </device>"""
+    + pci(0, 0x1F, "<product id='0xa1c1'>C621 LPC</product><vendor id='0x8086'>Intel</vendor>")
+)
 HOSTDEVS = f"""
     <devices>
       <hostdev mode='subsystem' type='pci' managed='yes'>
