@@ -141,11 +141,11 @@ def test_a_placement_asks_for_a_gpu_and_gets_a_host_that_has_one_left(tmp_path: 
 
         assert ask("infer-1", gpu_t4=1)["host"] == "gpu-01"  # train holds the other T4
         refused = ask("infer-2", gpu_t4=1)
-        assert refused["status"] == 409 and "lack free gpu_t4" in str(refused["error"])
-        assert "too small in gpu_t4" in str(refused["error"])  # cpu-01 has none at all
+        assert refused["status"] == 409 and "lacks free gpu_t4" in str(refused["error"])
+        assert "is too small in gpu_t4" in str(refused["error"])  # cpu-01 has none at all
         assert ask("report", licence_sql=6)["host"] == "gpu-01"  # 8 declared, 2 taken
         unknown = ask("quantum", qpu=1)
-        assert unknown["status"] == 409 and "too small in qpu" in str(unknown["error"])
+        assert unknown["status"] == 409 and "are too small in qpu" in str(unknown["error"])
         bad = ops.post("/v1/placements", json={"name": "x", "vcpus": 1, "memory": "1GiB",
                                                "resources": {"vcpus": 2}})  # fmt: skip
         assert bad.status_code == 422 and "resources" in bad.json()["error"]

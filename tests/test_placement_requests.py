@@ -77,7 +77,7 @@ def test_a_metadata_label_drives_a_selector_rule_and_requests_carry_labels(
         assert second.status_code == 200 and second.json()["host"] == "kvm-02"
         third = place(service, vm("db3", labels={"app": "db"}, host_labels={"zone": "a"}))
         assert third.status_code == 409
-        assert "lack the labels zone=a" in third.json()["error"]  # kvm-03 is in zone b
+        assert "lacks the labels zone=a" in third.json()["error"]  # kvm-03 is in zone b
         assert "excluded by anti-affinity" in third.json()["error"]
         fourth = place(service, vm("db3", labels={"app": "db"}, priority=10))
         assert fourth.json()["host"] == "kvm-03"

@@ -26,12 +26,27 @@ def why_not_placed(cluster: Cluster, placement: Mapping[str, str | None], vm: st
             continue
         reasons[_reason(cluster, state, vm, host.name)].append(host.name)
     reasons.pop("", None)
-    parts = [
-        f"{len(hosts)} host{'s' if len(hosts) > 1 else ''} {why} ({some_names(hosts)})"
-        for why, hosts in sorted(reasons.items(), key=lambda kv: -len(kv[1]))
-    ]
     need = ", ".join(amount_text(r, a) for r, a in spec.demand.items() if a)
-    return f"{vm} (needs {need}): " + ("; ".join(parts) or "no host is usable")
+    return f"{vm} (needs {need}): " + (hosts_excluded(reasons) or "no host is usable")
+
+
+def hosts_excluded(reasons: Mapping[str, list[str]]) -> str:
+    """Hosts grouped by why they are excluded, the commonest first: "3 hosts lack free
+    memory_mib (h1, h2, h3); 1 host is down (h4)". Each reason is worded for several hosts
+    ("are ...", "lack ...")."""
+    parts = []
+    for why, hosts in sorted(reasons.items(), key=lambda kv: -len(kv[1])):
+        worded = why
+        if len(hosts) == 1:
+            verb, _, rest = why.partition(" ")
+            worded = f"{ONE_HOST.get(verb, verb)} {rest}"
+        parts.append(
+            f"{len(hosts)} host{'s' if len(hosts) > 1 else ''} {worded} ({some_names(hosts)})"
+        )
+    return "; ".join(parts)
+
+
+ONE_HOST = {"are": "is", "lack": "lacks"}
 
 
 def _reason(cluster: Cluster, state: PlacementState, vm: str, host_name: str) -> str:

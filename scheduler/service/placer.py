@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scheduler.model import Cluster, HostState
-from scheduler.placement.explain import amount_text, some_names
+from scheduler.placement.explain import amount_text, hosts_excluded
 from scheduler.placement.ranking import best_fit, ranked
 from scheduler.rules import Rule
 from scheduler.scenario.policy import LivePolicy
@@ -231,9 +231,5 @@ class Placer:
             else:
                 why = "excluded by " + "; ".join(r.label for r in rules)
             reasons[why].append(host)
-        parts = [
-            f"{len(hosts)} host{'s' if len(hosts) > 1 else ''} {why} ({some_names(hosts)})"
-            for why, hosts in sorted(reasons.items(), key=lambda kv: -len(kv[1]))
-        ]
         need = ", ".join(amount_text(r, a) for r, a in vm.demand.items() if a)
-        return f"{vm.name} (needs {need}): " + ("; ".join(parts) or "no host is usable")
+        return f"{vm.name} (needs {need}): " + (hosts_excluded(reasons) or "no host is usable")
