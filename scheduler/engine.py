@@ -17,11 +17,13 @@ from scheduler.placement.evaluate import Indicators, broken_soft_rules, indicato
 from scheduler.placement.explain import conflicting_rules
 from scheduler.planning.check import stranded
 from scheduler.planning.waves import Move, Plan, build_plan, starting_placement
+from scheduler.rules import Hold
 from scheduler.solver.bounds import moves_lower_bound
 from scheduler.solver.cpsat.encoding import Encoding
 from scheduler.solver.cpsat.solve import SolveStatus, solve
 from scheduler.solver.options import SearchOptions
 from scheduler.solver.pipeline import Decision, decide, greedy_start
+from scheduler.solver.reachable import MIGRATING_GOALS
 from scheduler.solver.scope import whole_scope
 
 
@@ -91,7 +93,44 @@ def decide_plan(
     if decision.status is SolveStatus.INFEASIBLE:
         oracle = _feasibility_oracle(goal, options)
         conflicts = [rule.label for rule in conflicting_rules(snapshot, oracle)]
-    return outcome_of(decision, cluster.name, conflicts, refused)
+    outcome = outcome_of(decision, cluster.name, conflicts, refused)
+    return _reachable_outcome(cluster, goal, evacuate, options, outcome)
+
+
+RETRIES = 3  # decisions again with the VMs that found no safe order held where they are
+RETRY_SHARE = 0.1  # of the time limit, for each
+
+
+def _reachable_outcome(
+    cluster: Cluster, goal: Goal, evacuate: Collection[str], options: SearchOptions,
+    outcome: Outcome,
+) -> Outcome:  # fmt: skip
+    """A target whose moves cannot all be ordered safely (a swap under anti-affinity with no
+    room to park, a pin broken since the start) is decided again with those VMs held where
+    they run: a complete plan that does less beats one that cannot be carried out. Each
+    try holds more VMs, so it ends; at worst nothing moves."""
+    held: set[str] = set()
+    limit = max(0.5, RETRY_SHARE * options.solver.time_limit_s)
+    quick = replace(options, solver=replace(options.solver, time_limit_s=limit))
+    for _ in range(RETRIES):
+        if not outcome.plan.unresolved or goal not in MIGRATING_GOALS:
+            return outcome
+        held |= {m.vm for m in outcome.plan.unresolved}
+        again = outcome_of(decide(_held(cluster, held), goal, evacuate, quick), cluster.name)
+        if len(again.plan.unresolved) > len(outcome.plan.unresolved):
+            return outcome
+        outcome = again
+    return outcome
+
+
+def _held(cluster: Cluster, vms: Collection[str]) -> Cluster:
+    position = max((r.position for r in cluster.rules), default=0)
+    holds = [
+        Hold(position + i, (vm,), hosts=(host,))
+        for i, vm in enumerate(sorted(vms), start=1)
+        if (host := cluster.vm_by_name[vm].host) is not None
+    ]
+    return replace(cluster, rules=(*cluster.rules, *holds))
 
 
 def outcome_of(

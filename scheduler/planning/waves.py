@@ -116,7 +116,13 @@ def _units(cluster: Cluster, target: Mapping[str, str | None]) -> list[list[Move
     }
     units: list[list[Move]] = []
     grouped: set[str] = set()
+    now = PlacementState(cluster, start)
     for rule in cluster.hard_rules:
+        # A group already apart cannot be broken by moving its VMs one by one (the checker
+        # lets a broken rule stay broken, never worse): they need not share a wave, which
+        # more of them than max_parallel_per_host toward one host could never do.
+        if not rule.wave_group or rule.violations(cluster, now):
+            continue
         group = [moves[vm] for vm in rule.wave_group if vm in moves and vm not in grouped]
         if group:
             units.append(group)

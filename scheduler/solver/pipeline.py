@@ -26,6 +26,7 @@ from scheduler.solver.cpsat.encoding import Encoding, Scope
 from scheduler.solver.cpsat.solve import SolveStatus, solve
 from scheduler.solver.dive.lp_dive import dive_packing, packs_from_scratch
 from scheduler.solver.options import SearchOptions
+from scheduler.solver.reachable import reachable
 from scheduler.solver.scope import must_leave, pending, whole_scope
 from scheduler.solver.starts.greedy import (
     empty_hosts,
@@ -73,7 +74,7 @@ def decide(
 ) -> Decision:
     options = options or SearchOptions()
     started = time.monotonic()
-    cluster = for_goal(cluster, goal, evacuate)
+    cluster = reachable(for_goal(cluster, goal, evacuate), goal)
     settings = options.solver
     start = greedy_start(cluster, goal, settings.time_limit_s / 2, settings.deterministic)
     lp_bound = 0
