@@ -11,9 +11,9 @@ python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get
   || need_apt+=(python3-dev)
 # libvirt-python builds against libvirt's headers; the lab (and its tests) runs libvirtd and
 # QEMU guests, and fetches a kernel and busybox with apt-get download. The dashboard tests run
-# Prometheus and promtool.
+# Prometheus and promtool; the store tests run a PostgreSQL server of their own.
 for package in libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
-               qemu-system-x86 iproute2 prometheus; do
+               qemu-system-x86 iproute2 prometheus postgresql; do
   dpkg -s "$package" >/dev/null 2>&1 || need_apt+=("$package")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -17,6 +17,7 @@ from scheduler.model import Limits, Policy
 from scheduler.planning.autopilot import AutomationPolicy
 from scheduler.scenario.policy import LivePolicy
 from scheduler.service.auth import Tokens
+from scheduler.service.backends import open_store
 from scheduler.service.executor import ExecutionPolicy
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.loops.autopilot import Autopilot
@@ -24,7 +25,7 @@ from scheduler.service.loops.failover import FailoverWatch, FencingPolicy
 from scheduler.service.loops.power import PowerControl, PowerPolicy
 from scheduler.service.runtime import Runtime, ServiceConfig
 from scheduler.service.server import Listen, Server
-from scheduler.service.store import SqliteStore
+from scheduler.service.store import Store
 
 AGENT_TOKEN = "agent-token-0123456789"
 OPERATOR_TOKEN = "operator-token-0123456789"
@@ -43,7 +44,7 @@ class Clock:
 class Service:
     url: str
     clock: Clock
-    store: SqliteStore
+    store: Store
     failover: FailoverWatch  # tests with a clock they move call ``tick()`` themselves
     autopilot: Autopilot
     power: PowerControl
@@ -62,7 +63,7 @@ def free_port() -> int:
 
 @contextmanager
 def running_service(
-    db: Path,
+    db: Path | str,
     clock: Clock | None = None,
     port: int | None = None,
     execution: ExecutionPolicy | None = None,
@@ -77,7 +78,7 @@ def running_service(
     policy_file: LivePolicy | None = None,
 ) -> Iterator[Service]:
     clock = clock or Clock()
-    store = SqliteStore(db)
+    store = open_store(str(db))
     config = ServiceConfig(
         Tokens((AGENT_TOKEN, BOUND_TOKEN), (OPERATOR_TOKEN,), {BOUND_TOKEN: "kvm-01"}),
         heartbeat or Heartbeat(30.0, 120.0),

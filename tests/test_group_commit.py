@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 
 from agents.report import HostReport
+from scheduler.service.backends import open_store
 from scheduler.service.group_commit import GroupCommit
 from scheduler.service.records import Claim
-from scheduler.service.store import SqliteStore
+from scheduler.service.sqlite_store import SqliteStore
+from scheduler.service.store import AlreadyExists
 
 
-def test_racing_writes_all_land_and_a_bad_one_fails_alone(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "vmpack.db")
+def test_racing_writes_all_land_and_a_bad_one_fails_alone(store_url: str) -> None:
+    store = open_store(store_url)
     writes = GroupCommit(store.together)
     futures = []
     gate = threading.Barrier(8)
@@ -37,10 +39,10 @@ def test_racing_writes_all_land_and_a_bad_one_fails_alone(tmp_path: Path) -> Non
     for future in futures:
         assert future.result() is None
     assert first.result() is None
-    with pytest.raises(Exception, match="UNIQUE"):
+    with pytest.raises(AlreadyExists, match="'vm' already holds a claim"):
         twice.result()
     writes.close()
-    again = SqliteStore(tmp_path / "vmpack.db")  # what a restarted scheduler finds
+    again = open_store(store_url)  # what a restarted scheduler finds
     assert len(again.reports()) == 400 and [c.vm for c in again.claims(2.0)] == ["vm"]
 
 

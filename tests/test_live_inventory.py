@@ -25,7 +25,7 @@ from scheduler.service.live_inventory import LiveInventory
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.placer import NewVM, PlacementPath, PlacementRefused, Placer
 from scheduler.service.records import Claim
-from scheduler.service.store import SqliteStore
+from scheduler.service.sqlite_store import SqliteStore
 
 NOW = 1_000.0
 

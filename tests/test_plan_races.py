@@ -126,7 +126,7 @@ def test_a_plan_the_checker_refuses_is_never_kept(tmp_path: Path) -> None:
     from scheduler.engine import decide_plan, plan_to_json
     from scheduler.model import Goal
     from scheduler.service.checked import PlanRefused, add_checked_plan
-    from scheduler.service.store import SqliteStore
+    from scheduler.service.sqlite_store import SqliteStore
     from tests.conftest import cluster_of, hosts, vm
 
     cluster = cluster_of({"name": "t", "hosts": hosts(2), "vms": [

@@ -199,8 +199,8 @@ def test_heartbeats_make_hosts_suspect_then_down(tmp_path: Path) -> None:
         assert {p["to"] for p in placements} == {"kvm-01"}
 
 
-def test_restart_loses_nothing_and_agent_catches_up(tmp_path: Path) -> None:
-    db, port = tmp_path / "vmpack.db", free_port()
+def test_restart_loses_nothing_and_agent_catches_up(tmp_path: Path, store_url: str) -> None:
+    db, port = store_url, free_port()
     with running_service(db, port=port) as service:
         agents = agents_for(tmp_path, service)
         agents[0].beat()

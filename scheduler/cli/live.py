@@ -25,7 +25,8 @@ class LiveInputError(Exception):
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the scheduler service")
     serve.add_argument("--listen", default="127.0.0.1:8700", metavar="HOST:PORT")
-    serve.add_argument("--db", type=Path, default=Path("vmpack.db"), help="SQLite file (WAL)")
+    serve.add_argument("--db", default="vmpack.db", metavar="FILE|postgresql://USER@HOST:PORT/DB",
+                       help="a SQLite file (the default), or a PostgreSQL database")  # fmt: skip
     serve.add_argument("--agent-token-file", type=Path, required=True)
     serve.add_argument("--operator-token-file", type=Path, required=True)
     serve.add_argument("--tls-cert", type=Path)
@@ -111,6 +112,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def run_serve(args: argparse.Namespace) -> int:
     from scheduler.planning.autopilot import AutomationPolicy
     from scheduler.service.auth import Tokens
+    from scheduler.service.backends import open_store
     from scheduler.service.executor import ExecutionPolicy
     from scheduler.service.liveness import Heartbeat
     from scheduler.service.loops.failover import FencingPolicy
@@ -118,7 +120,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from scheduler.service.placer import PlacementPath
     from scheduler.service.runtime import Runtime, ServiceConfig
     from scheduler.service.server import Listen, Server
-    from scheduler.service.store import SqliteStore
+    from scheduler.service.store import StoreUnavailable
 
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
@@ -157,7 +159,10 @@ def run_serve(args: argparse.Namespace) -> int:
         power=power, power_tick_s=args.power_every, policy_file=policy_file,
         policy_source=str(args.policy or ""), placement=PlacementPath(args.placement),
     )  # fmt: skip
-    store = SqliteStore(args.db)
+    try:
+        store = open_store(args.db)
+    except StoreUnavailable as exc:
+        raise LiveInputError(f"--db: {exc}") from None
     try:
         Server(Runtime(config, store), listen).run()  # running plans resume at the next start
     finally:
