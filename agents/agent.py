@@ -29,6 +29,7 @@ from agents.libvirt_probe import probe
 from agents.migrate import MigrationOrder, Progress, migrate
 from agents.report import HostReport
 from agents.restart import restart
+from agents.scheduler_client import SchedulerClient
 from agents.usage import cpu_usage
 
 log = logging.getLogger("vmpack.agent")
@@ -87,12 +88,9 @@ class Agent:
         self._changed = threading.Event()  # a domain started, stopped, migrated...
         self._watched: libvirt.virConnect | None = None
         self._workers: list[threading.Thread] = []
-        self._http = httpx.Client(
-            base_url=config.scheduler_url,
-            timeout=10.0,
-            verify=trust(config.ca_file),
-            headers={"Authorization": f"Bearer {config.token}"},
-        )
+        # Several schedulers, comma-separated: the requests follow whichever leads.
+        self._http = SchedulerClient(config.scheduler_url, config.token, trust(config.ca_file))
+        self._epoch_seen = 0  # the newest leader's epoch heard of: older orders are refused
 
     def run(self) -> None:
         backoff = self.config.interval_s
@@ -132,6 +130,12 @@ class Agent:
             return
         for order in response.json():
             order_id = int(order["id"])
+            epoch = int(order.get("epoch") or 0)
+            if order["status"] == "pending" and 0 < epoch < self._epoch_seen:
+                # From a scheduler deposed since: it must not move a VM any more.
+                refusal = f"order of epoch {epoch}; the leader's is {self._epoch_seen}: refused"
+                self._post_order(order_id, {"status": "failed", "error": refusal})
+                continue
             if order["status"] == "cancelled" and order_id in self._running:
                 self._running[order_id].set()
             elif order["status"] == "pending" and order_id not in self._running:
@@ -266,6 +270,7 @@ class Agent:
             return self._failed(f"scheduler: {response.status_code} {response.text[:200]}")
         self.status.reports_sent += 1
         self.status.last_report_at = time.time()
+        self._epoch_seen = max(self._epoch_seen, int(response.json().get("epoch") or 0))
         stale = response.json().get("discard", [])
         if stale:
             self._discard([str(vm) for vm in stale])

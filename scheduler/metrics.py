@@ -42,6 +42,20 @@ class ClusterView:
 class SchedulerMetrics:
     def __init__(self, view: Callable[[], ClusterView]) -> None:
         self.registry = CollectorRegistry()
+        self.leader = Gauge(
+            "vmpack_leader", "1 while this scheduler leads (holds the lease, may order moves)",
+            registry=self.registry,
+        )  # fmt: skip
+        self.leader_epoch = Gauge(
+            "vmpack_leader_epoch", "The epoch this scheduler leads in, 0 while it does not",
+            registry=self.registry,
+        )  # fmt: skip
+        self.leadership_changes = Counter(
+            "vmpack_leadership_changes", "This scheduler gained or lost the lead", ["change"],
+            registry=self.registry,
+        )  # fmt: skip
+        for change in ("gained", "lost"):
+            self.leadership_changes.labels(change)
         self.reports = Counter(
             "vmpack_reports_received", "Agent reports received", ["outcome"], registry=self.registry
         )
@@ -99,6 +113,11 @@ class SchedulerMetrics:
             registry=self.registry, buckets=(0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
         )  # fmt: skip
         self.registry.register(_ClusterCollector(view))
+
+    def watch_leadership(self, leads: Callable[[], bool], epoch: Callable[[], int]) -> None:
+        """Read at every scrape: a lead lost between two renewals shows at once."""
+        self.leader.set_function(lambda: 1.0 if leads() else 0.0)
+        self.leader_epoch.set_function(lambda: float(epoch()) if leads() else 0.0)
 
     def order_finished(self, kind: str, outcome: str) -> None:
         (self.restarts if kind == "restart" else self.migrations).labels(outcome).inc()

@@ -76,6 +76,7 @@ def running_service(
     automation: AutomationPolicy | None = None,
     power: PowerPolicy | None = None,
     policy_file: LivePolicy | None = None,
+    lease_s: float = 10.0,
 ) -> Iterator[Service]:
     clock = clock or Clock()
     store = open_store(str(db))
@@ -94,8 +95,10 @@ def running_service(
         power_tick_s=3600.0,  # tests switch hosts by calling tick() themselves
         policy_file=policy_file,
         policy_source="test.yaml",
+        lease_s=lease_s,
     )
     port = port or free_port()
+    config.advertise_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     runtime = Runtime(config, store)
     cert, key = tls if tls else (None, None)
     server = Server(runtime, Listen("127.0.0.1", port, cert, key))

@@ -168,7 +168,8 @@ def test_the_agent_refuses_a_malformed_resource_or_pci_flag(tmp_path: Path) -> N
     token = tmp_path / "agent.token"
     token.write_text(AGENT_TOKEN)
     for flag, value in [("--pci", "10de-1eb8=gpu"), ("--resource", "cpu=4"),
-                        ("--resource", "licence"), ("--pci", "10de:1eb8=9")]:  # fmt: skip
+                        ("--resource", "licence"), ("--pci", "10de:1eb8=9"),
+                        ("--scheduler", "http://s1:8700,s2:8700")]:  # fmt: skip
         command = [sys.executable, "-m", "scheduler.cli.main", "agent", "--scheduler",
                    "http://127.0.0.1:9", "--token-file", str(token), flag, value]  # fmt: skip
         ran = subprocess.run(command, capture_output=True, text=True, timeout=60)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,3 +78,28 @@ def test_serve_refuses_a_database_it_cannot_reach(tmp_path: Path) -> None:
     (line,) = ran.stderr.strip().splitlines()
     assert line.startswith("vmpack: error: --db: PostgreSQL at postgresql://vmpack:***@")
     assert "s3cret" not in line
+
+
+def test_a_standby_leads_within_the_lease_after_kill_9_of_the_leader(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    db = postgres.new_database()
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    commands = [[*serve_command(tmp_path, db, p), "--lease", "2"] for p in ports]
+    with serving(commands[0], urls[0]) as leader, serving(commands[1], urls[1]):
+        assert httpx.get(f"{urls[0]}/health").json()["role"] == "leader"
+        assert httpx.get(f"{urls[1]}/health").json()["leader"] == urls[0]
+        leader.send_signal(signal.SIGKILL)  # no clean stop: the lease has to run out
+        killed = time.monotonic()
+        wait_for(lambda: httpx.get(f"{urls[1]}/health").json()["role"] == "leader", 15,
+                 "the standby to lead")  # fmt: skip
+        took = time.monotonic() - killed
+        assert took < 2 * 2 + 1, took  # the lease, and a renewal period of the standby
+        assert httpx.get(f"{urls[1]}/health").json()["epoch"] == 2
+        agent = {"Authorization": f"Bearer {AGENT_TOKEN}"}
+        assert httpx.post(f"{urls[1]}/v1/reports", json=REPORT, headers=agent).status_code == 200
+        # The old leader started again: it stands by, and exactly one scheduler leads.
+        with serving(commands[0], urls[0]):
+            roles = sorted(httpx.get(f"{u}/health").json()["role"] for u in urls)
+            assert roles == ["leader", "standby"]

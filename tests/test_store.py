@@ -191,3 +191,14 @@ def test_racing_takeovers_have_exactly_one_winner(store_url: str) -> None:
         holders = set(pool.map(attempt, range(6)))
     assert len(holders) == 1
     assert stores[0].claim_lease("x", "http://x", None, 55.0, 10.0).epoch == 1
+
+
+def test_a_new_leader_adopts_the_orders_no_agent_took(store_url: str) -> None:
+    store = open_store(store_url)
+    plan = store.add_plan("evacuate", {}, at=1.0)
+    taken = store.add_order(plan, "a", "h1", "h2", 1.0, {"move": 0, "epoch": 1})
+    waiting = store.add_order(plan, "b", "h1", "h3", 1.0, {"move": 1, "epoch": 1})
+    store.update_order(taken, "running", 2.0)
+    assert store.restamp_pending_orders(2) == 1
+    assert store.order(waiting).details == {"move": 1, "epoch": 2}  # type: ignore[union-attr]
+    assert store.order(taken).details["epoch"] == 1  # type: ignore[union-attr]

@@ -72,6 +72,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="SECONDS",
         help="a VM moved automatically stays put this long",
     )
+    serve.add_argument("--advertise-url", default="", metavar="URL",
+                       help="where other schedulers send writes while this one leads "
+                            "(default: from --listen)")  # fmt: skip
+    serve.add_argument("--lease", type=float, default=10.0, metavar="SECONDS",
+                       help="the leader's lease: a standby takes over this long after the "
+                            "leader's last renewal")  # fmt: skip
     serve.add_argument("--placement", choices=["fast", "solver"], default="fast",
                        help="vector ranking (CP-SAT under HA), or CP-SAT always")  # fmt: skip
     serve.add_argument("--on-failure", choices=["stop", "continue", "replan"], default="stop",
@@ -80,7 +86,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     agent = sub.add_parser("agent", help="run the host agent")
     agent.add_argument("--libvirt", default="qemu:///system", metavar="URI")
-    agent.add_argument("--scheduler", required=True, metavar="URL")
+    agent.add_argument("--scheduler", required=True, metavar="URL[,URL...]",
+                       help="the schedulers; reports go to whichever leads")  # fmt: skip
     agent.add_argument("--token-file", type=Path, required=True)
     agent.add_argument("--host", default=socket.gethostname())
     agent.add_argument("--interval", type=float, default=10.0, metavar="SECONDS")
@@ -158,6 +165,7 @@ def run_serve(args: argparse.Namespace) -> int:
         execution=ExecutionPolicy(on_failure=args.on_failure), automation=automation,
         power=power, power_tick_s=args.power_every, policy_file=policy_file,
         policy_source=str(args.policy or ""), placement=PlacementPath(args.placement),
+        advertise_url=args.advertise_url.rstrip("/") or listen.url(), lease_s=args.lease,
     )  # fmt: skip
     try:
         store = open_store(args.db)
@@ -199,6 +207,12 @@ def run_agent(args: argparse.Namespace) -> int:
             raise LiveInputError(f"--label: expected KEY=VALUE, got '{item}'")
         labels[key] = value
     resources, offers = _declared_resources(args.resource), _pci_offers(args.pci)
+    from agents.scheduler_client import scheduler_urls
+
+    try:
+        scheduler_urls(args.scheduler)
+    except ValueError as exc:
+        raise LiveInputError(str(exc)) from None
     try:
         token = args.token_file.read_text().strip()
     except OSError as exc:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.agent import trust
+from agents.scheduler_client import SchedulerClient, scheduler_urls
 from scheduler.planning.status import FINISHED
 
 
@@ -66,25 +67,25 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scheduler", default="http://127.0.0.1:8700", metavar="URL")
+    parser.add_argument("--scheduler", default="http://127.0.0.1:8700", metavar="URL[,URL...]",
+                        help="the schedulers; writes go to whichever leads")  # fmt: skip
     parser.add_argument("--token-file", type=Path, required=True)
     parser.add_argument("--ca-file", help="CA bundle to verify the scheduler's certificate")
 
 
-def client_of(args: argparse.Namespace) -> httpx.Client:
+def client_of(args: argparse.Namespace) -> SchedulerClient:
     try:
         token = args.token_file.read_text().strip()
     except OSError as exc:
         raise OpsError(f"--token-file: {args.token_file}: {exc.strerror}", 2) from None
-    return httpx.Client(
-        base_url=args.scheduler,
-        timeout=600.0,
-        verify=trust(args.ca_file),
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    try:
+        scheduler_urls(args.scheduler)
+    except ValueError as exc:
+        raise OpsError(str(exc), 2) from None
+    return SchedulerClient(args.scheduler, token, trust(args.ca_file), timeout=600.0)
 
 
-def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+def call(client: SchedulerClient, method: str, path: str, **kwargs: Any) -> Any:
     try:
         response = client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
@@ -169,7 +170,7 @@ def run_maintenance(args: argparse.Namespace) -> int:
     return 0 if args.no_wait else _watch(client, created["id"])
 
 
-def _move_back(client: httpx.Client, args: argparse.Namespace) -> int:
+def _move_back(client: SchedulerClient, args: argparse.Namespace) -> int:
     created = call(client, "POST", "/v1/plans", json={"goal": "return", "hosts": [args.host]})
     for vm, why in created["not_placed"].items():
         print(f"{vm} stays: {why}")
@@ -236,7 +237,7 @@ def _show(plan: dict[str, Any]) -> None:
         print(f"  event: {event['event']}")
 
 
-def _watch(client: httpx.Client, plan_id: int) -> int:
+def _watch(client: SchedulerClient, plan_id: int) -> int:
     """Follow a plan until it ends, printing each change of its migrations."""
     seen: dict[int, str] = {}
     while True:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agents.scheduler_client import LEADER_HEADER
 from scheduler.service.routes import (
     health,
     hosts,
@@ -33,11 +34,43 @@ MAX_BODY_BYTES = 8 * 2**20
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="vmpack scheduler", version="1")
     app.add_middleware(BodyLimit)
+    app.add_middleware(WritesToTheLeader, runtime=runtime)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(StarletteHTTPException)(_http_error)  # FastAPI's and routing's own
     for resource in (health, reports, hosts, placements, plans, orders, policy, rules):
         app.include_router(resource.router(runtime))
     return app
+
+
+class WritesToTheLeader:
+    """Only the leader takes writes. A standby answers one with 307 to the leader (its URL
+    also in ``X-Vmpack-Leader``, which agents and the command line follow with their
+    token), or 503 naming why while no scheduler leads. Reads are answered everywhere."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app, self.runtime = app, runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in READS or self.runtime.leadership.leads():
+            await self.app(scope, receive, send)
+            return
+        view = self.runtime.leadership.view()
+        if view.leader_url and view.leader_url != self.runtime.config.advertise_url:
+            query = scope.get("query_string", b"").decode()
+            where = view.leader_url + scope["path"] + (f"?{query}" if query else "")
+            answer = JSONResponse(
+                {"error": f"leader: this scheduler is a standby; {view.leader_url} leads"},
+                status_code=307, headers={"Location": where, LEADER_HEADER: view.leader_url},
+            )  # fmt: skip
+        else:
+            answer = JSONResponse(
+                {"error": f"leader: no scheduler takes writes now ({view.reason}); retry"},
+                status_code=503, headers={"Retry-After": "2"},
+            )  # fmt: skip
+        await answer(scope, receive, send)
+
+
+READS = ("GET", "HEAD", "OPTIONS")
 
 
 class BodyLimit:

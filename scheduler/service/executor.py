@@ -134,10 +134,15 @@ class Executor:
         policy: ExecutionPolicy,
         host_details: Callable[[str], dict[str, Any]],
         on_outcome: Callable[[str, str], None] = lambda _kind, _outcome: None,
+        may_issue: Callable[[], bool] = lambda: True,
+        epoch: Callable[[], int] = lambda: 0,
     ) -> None:
         self.store, self.snapshot, self.clock, self.policy = store, snapshot, clock, policy
         self.host_details = host_details
         self.on_outcome = on_outcome
+        # Asked under the lock right before orders go out: only the leader issues them, and
+        # each carries the epoch it leads in (agents refuse one from an older epoch).
+        self.may_issue, self.epoch = may_issue, epoch
         self._cancel: dict[int, threading.Event] = {}
         self._threads: dict[int, threading.Thread] = {}
         self._reported: set[tuple[int, str]] = set()  # order outcomes already counted
@@ -179,6 +184,15 @@ class Executor:
         with self._lock:
             thread = self._threads[plan_id]
         thread.join(timeout)
+
+    def pause(self, timeout_s: float = 10.0) -> None:
+        """Stop following plans, which stay ``running`` for whichever scheduler leads next
+        (this one too, after ``resume``)."""
+        self.shutdown(timeout_s)
+        with self._lock:
+            self._cancel.clear()
+            self._threads.clear()
+        self._stopping.clear()
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         """Stop following plans without ending them: the next scheduler resumes them."""
@@ -250,7 +264,7 @@ class Executor:
         decision = next_moves(cluster, remaining, in_flight)
         given_up.update(move.index for move, _ in decision.impossible)
         with self._lock:  # a cancel waits for these orders, or comes before and stops them
-            if cancel.is_set():
+            if cancel.is_set() or not self.may_issue():
                 return False
             self._issue(plan_id, decision, in_flight, failures)
         if decision.start or in_flight or not decision.waiting:
@@ -287,8 +301,9 @@ class Executor:
             definition = self.store.definition(move.vm)
             if definition is None:
                 return None
-            return {"move": move.index, "kind": "restart", "definition": definition}
-        return {"move": move.index, **self.host_details(move.target),
+            return {"move": move.index, "kind": "restart", "definition": definition,
+                    "epoch": self.epoch()}  # fmt: skip
+        return {"move": move.index, "epoch": self.epoch(), **self.host_details(move.target),
                 "bandwidth_mib_s": self.policy.bandwidth_mib_s,
                 "timeout_s": self.policy.migration_timeout_s}  # fmt: skip
 

@@ -24,6 +24,7 @@ from scheduler.service.auth import Tokens
 from scheduler.service.executor import ExecutionPolicy, Executor
 from scheduler.service.group_commit import GroupCommit
 from scheduler.service.inventory import Inventory, rules_now, snapshot
+from scheduler.service.leadership import Leadership, default_instance
 from scheduler.service.live_inventory import LiveInventory
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.loops.autopilot import Autopilot
@@ -56,6 +57,11 @@ class ServiceConfig:
     # the newest one stored. Without it, the stored policy, else ``policy`` and ``limits``.
     policy_file: LivePolicy | None = None
     policy_source: str = ""
+    # Several schedulers on one PostgreSQL database: who this one is, where others send the
+    # writes it takes while it leads, and how long its lease lasts unless renewed.
+    instance: str = field(default_factory=default_instance)
+    advertise_url: str = ""
+    lease_s: float = 10.0
 
 
 class Runtime:
@@ -75,9 +81,15 @@ class Runtime:
         self._snapshot: tuple[object, Inventory] | None = None
         self._ha_reports = LastValue(check_ha)
         self.metrics = SchedulerMetrics(self._view)
+        self.leadership = Leadership(
+            store, config.instance, config.advertise_url, config.lease_s, config.clock,
+            self._gained, self._lost, self.reload,
+        )  # fmt: skip
+        self.metrics.watch_leadership(self.leadership.leads, lambda: self.leadership.epoch)
         self.executor = Executor(
             store, self.cluster, config.clock, config.execution, self.host_details,
-            on_outcome=self.metrics.order_finished,
+            on_outcome=self.metrics.order_finished, may_issue=self.leadership.leads,
+            epoch=lambda: self.leadership.epoch,
         )  # fmt: skip
         self.failover = FailoverWatch(
             store, self.cluster, self.down_hosts, config.clock, config.fencing,
@@ -235,16 +247,48 @@ class Runtime:
     # -- life ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Resume running plans, then start the background loops."""
+        """Take part in leadership: a scheduler alone on its store leads at once, resumes
+        running plans and starts the background loops; a standby answers reads."""
+        self.leadership.start()
+
+    def stop(self) -> None:
+        """Give the lease up (the loops and the executor stop with it); the store stays
+        open. Running plans stay ``running`` for the next leader."""
+        self.leadership.stop()
+        self.executor.shutdown()
+        self.writes.close()
+
+    def _gained(self, epoch: int) -> None:
+        """This scheduler leads now: what the last leader left in the store is the truth."""
+        self.metrics.leadership_changes.labels("gained").inc()
+        self.store.restamp_pending_orders(epoch)
+        self.reload()
         self.executor.resume()
         self.failover.start(self.config.failover_tick_s)
         self.power.start(self.config.power_tick_s)
         self.autopilot.start(self.config.failover_tick_s)
 
-    def stop(self) -> None:
-        """Stop the loops, then the executor; the store stays open."""
+    def _lost(self, reason: str) -> None:
+        """No longer leading (deposed, the store out of reach, stopping): no new order, no
+        fencing, no power action from here on."""
+        self.metrics.leadership_changes.labels("lost").inc()
         self.failover.stop()
         self.power.stop()
         self.autopilot.stop()
-        self.executor.shutdown()
-        self.writes.close()
+        self.executor.pause()
+
+    def reload(self) -> None:
+        """The inventory and policy again from the store: a standby keeps its reads fresh
+        this way, and a new leader starts from what the old one wrote."""
+        live = LiveInventory(self.config.heartbeat, self.started_at, {})
+        live.load(self.store.reports(), self.store.host_states(),
+                  self.store.claims(self.config.clock()))  # fmt: skip
+        stored = self.store.policy()
+        with self._policy_lock:
+            if stored is not None and stored.version != self.policy_version:
+                self.policy = policy_from_data(stored.document, f"stored policy {stored.version}")
+                self.policy_version = stored.version
+            live.set_overcommit(self.policy.policy.overcommit)
+            self.live = self.placer.inventory = live
+        with self._snapshot_lock:
+            self._snapshot = None

@@ -7,6 +7,7 @@ runtime's loops start before the port opens, and stop after it closes."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -26,6 +27,14 @@ class Listen:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     allow_plain_http: bool = False
+
+    def url(self) -> str:
+        """How others reach this listener, unless told (``--advertise-url``)."""
+        scheme = "https" if self.tls_cert is not None else "http"
+        host = socket.getfqdn() if self.host in ("0.0.0.0", "::", "") else self.host
+        return (
+            f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
+        )
 
     def check(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -386,6 +386,20 @@ class SqlStore(ABC):
             )
             return lease
 
+    def restamp_pending_orders(self, epoch: int) -> int:
+        """A new leader adopts the orders its predecessor issued and no agent took yet: they
+        carry its epoch now, so agents take them and refuse any a deposed leader adds."""
+        with self._transaction() as db:
+            rows = db.execute(
+                f"SELECT id, details FROM orders WHERE status = 'pending'{self.lock_row}"
+            ).fetchall()
+            db.executemany(
+                "UPDATE orders SET details = ? WHERE id = ?",
+                [(json.dumps({**json.loads(details), "epoch": epoch}), order_id)
+                 for order_id, details in rows],
+            )  # fmt: skip
+            return len(rows)
+
     def release_lease(self, holder: str, epoch: int) -> None:
         """Give the lease up (a clean stop): a standby may take it at its next try."""
         with self._transaction() as db:

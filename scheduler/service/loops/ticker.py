@@ -18,6 +18,8 @@ class Ticker:
         self._thread: threading.Thread | None = None
 
     def start(self, tick_s: float) -> None:
+        """Start (or start again after ``stop``)."""
+        self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(tick_s,), daemon=True, name=self.name
         )
@@ -29,7 +31,8 @@ class Ticker:
             self._thread.join(30)
 
     def _run(self, tick_s: float) -> None:
-        while not self._stop.wait(tick_s):
+        stop = self._stop  # this run's: a later start brings its own
+        while not stop.wait(tick_s):
             try:
                 self.tick()
             except Exception:

@@ -35,7 +35,8 @@ def router(runtime: Runtime) -> APIRouter:
             raise HTTPException(409, str(conflict)) from None
         await asyncio.wrap_future(durable)  # on disk, with others
         metrics.reports.labels("accepted").inc()
-        return {"accepted": True, "discard": stale_copies(runtime, report)}
+        return {"accepted": True, "discard": stale_copies(runtime, report),
+                "epoch": runtime.leadership.epoch}  # fmt: skip
 
     return routes
 
