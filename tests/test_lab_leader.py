@@ -66,7 +66,8 @@ def test_kill_9_of_the_leader_mid_plan(tmp_path: Path, postgres: PostgresServer)
         killed = time.monotonic()
         wait_for(lambda: role(urls[1]) == "leader", 4 * LEASE_S, "the standby to lead")
         took_over_s = time.monotonic() - killed
-        assert took_over_s < LEASE_S * 4 / 3 + 1.5, took_over_s
+        # The lease and one renewal period of the standby, with room for a loaded machine.
+        assert took_over_s < 2 * LEASE_S, took_over_s
         standby = httpx.Client(base_url=urls[1], headers=OPS, timeout=120)
         wait_for(lambda: standby.get(f"/v1/plans/{plan_id}").json()["status"] != "running", 180,
                  "the plan to end")  # fmt: skip

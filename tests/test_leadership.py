@@ -89,7 +89,7 @@ def test_the_standby_reads_redirects_writes_and_takes_over(
         wait_for(lambda: not first.runtime.leadership.leads(), 5, "the old leader to stop")
         wait_for(lambda: health(second)["role"] == "leader", 10, "the standby to take over")
         took = time.monotonic() - stopped
-        assert took < 2 * LEASE_S, took
+        assert took < 3 * LEASE_S, took  # lease + a renewal period, with room for load
         assert health(second)["epoch"] == 2
         assert health(first)["role"] == "standby"
         # A move the deposed leader might still order carries epoch 1: the agent, which has

@@ -95,7 +95,7 @@ def test_a_standby_leads_within_the_lease_after_kill_9_of_the_leader(
         wait_for(lambda: httpx.get(f"{urls[1]}/health").json()["role"] == "leader", 15,
                  "the standby to lead")  # fmt: skip
         took = time.monotonic() - killed
-        assert took < 2 * 2 + 1, took  # the lease, and a renewal period of the standby
+        assert took < 3 * 2, took  # the lease, a renewal period of the standby, and slack
         assert httpx.get(f"{urls[1]}/health").json()["epoch"] == 2
         agent = {"Authorization": f"Bearer {AGENT_TOKEN}"}
         assert httpx.post(f"{urls[1]}/v1/reports", json=REPORT, headers=agent).status_code == 200
