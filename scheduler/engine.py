@@ -17,7 +17,7 @@ from scheduler.placement.evaluate import Indicators, broken_soft_rules, indicato
 from scheduler.placement.explain import conflicting_rules
 from scheduler.planning.check import stranded
 from scheduler.planning.waves import Move, Plan, build_plan, starting_placement
-from scheduler.rules import Hold
+from scheduler.rules import held_in_place
 from scheduler.solver.bounds import moves_lower_bound
 from scheduler.solver.cpsat.encoding import Encoding
 from scheduler.solver.cpsat.solve import SolveStatus, solve
@@ -117,21 +117,13 @@ def _reachable_outcome(
         if not outcome.plan.unresolved or goal not in MIGRATING_GOALS:
             return outcome
         held |= {m.vm for m in outcome.plan.unresolved}
-        again = outcome_of(decide(_held(cluster, held), goal, evacuate, quick), cluster.name)
+        again = outcome_of(
+            decide(held_in_place(cluster, held), goal, evacuate, quick), cluster.name
+        )
         if len(again.plan.unresolved) > len(outcome.plan.unresolved):
             return outcome
         outcome = again
     return outcome
-
-
-def _held(cluster: Cluster, vms: Collection[str]) -> Cluster:
-    position = max((r.position for r in cluster.rules), default=0)
-    holds = [
-        Hold(position + i, (vm,), hosts=(host,))
-        for i, vm in enumerate(sorted(vms), start=1)
-        if (host := cluster.vm_by_name[vm].host) is not None
-    ]
-    return replace(cluster, rules=(*cluster.rules, *holds))
 
 
 def outcome_of(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scheduler.planning.autopilot import AutomationPolicy, consider, held_in_place
+from scheduler.planning.autopilot import AutomationPolicy, consider
 from scheduler.planning.check import check_plan
+from scheduler.rules import held_in_place
 from scheduler.scenario.load import load_scenario
 from tests.conftest import ROOT
 from tests.test_properties import FAST

@@ -13,9 +13,9 @@ from scheduler.ha.power import power_advice
 from scheduler.ha.reserve import check_ha
 from scheduler.ha.watch import reserve_by_wave
 from scheduler.model import Goal, HaPolicy, HostState
-from scheduler.planning.autopilot import held_in_place
 from scheduler.planning.check import check_placement, check_plan
 from scheduler.planning.waves import order_moves
+from scheduler.rules import held_in_place
 from scheduler.scenario.load import ScenarioError, load_scenario
 from scheduler.solver.cpsat.solve import SolveStatus
 from scheduler.solver.pipeline import Decision

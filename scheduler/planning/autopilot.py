@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from scheduler.engine import Outcome, decide_plan
 from scheduler.model import Cluster, Goal
 from scheduler.placement.state import PlacementState
-from scheduler.rules import Hold
+from scheduler.rules import held_in_place
 from scheduler.solver.options import SearchOptions
 from scheduler.solver.starts.greedy import broken_hard_rules
 
@@ -37,18 +37,6 @@ class AutomationPolicy:
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
             raise ValueError(f"automation: level must be one of {', '.join(LEVELS)}")
-
-
-def held_in_place(cluster: Cluster, vms: Collection[str]) -> Cluster:
-    """The cluster with each of ``vms`` held on the host it runs on now."""
-    rules = list(cluster.rules)
-    position = len(rules)
-    for vm in sorted(vms):
-        host = cluster.vm_by_name[vm].host if vm in cluster.vm_by_name else None
-        if host is not None:
-            position += 1
-            rules.append(Hold(position, (vm,), hosts=(host,)))
-    return replace(cluster, rules=tuple(rules))
 
 
 def rules_broken(cluster: Cluster) -> bool:

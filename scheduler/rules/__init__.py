@@ -5,7 +5,7 @@ from scheduler.rules.affinity import Affinity
 from scheduler.rules.anti_affinity import AntiAffinity
 from scheduler.rules.ban import Ban
 from scheduler.rules.base import Expr, Penalty, PlacementView, Rule, RuleEncoding, RuleFields
-from scheduler.rules.pin import Hold, Pin
+from scheduler.rules.pin import Hold, Pin, held_in_place
 from scheduler.rules.spread import Spread
 
 RULE_TYPES: dict[str, type[Rule]] = {
@@ -30,4 +30,5 @@ __all__ = [
     "RuleEncoding",
     "RuleFields",
     "Spread",
+    "held_in_place",
 ]

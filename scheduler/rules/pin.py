@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 
+from scheduler.model import Cluster
 from scheduler.rules.host_list import HostListRule
 
 
@@ -26,3 +28,15 @@ class Hold(Pin):
 
     kind = "hold"
     binds_restarts = False
+
+
+def held_in_place(cluster: Cluster, vms: Collection[str]) -> Cluster:
+    """The cluster with each of ``vms`` held on the host it runs on now."""
+    rules = list(cluster.rules)
+    position = len(rules)
+    for vm in sorted(vms):
+        host = cluster.vm_by_name[vm].host if vm in cluster.vm_by_name else None
+        if host is not None:
+            position += 1
+            rules.append(Hold(position, (vm,), hosts=(host,)))
+    return replace(cluster, rules=tuple(rules))

@@ -31,8 +31,7 @@ from scheduler.model import (
     Policy,
     allocatable,
 )
-from scheduler.planning.autopilot import held_in_place
-from scheduler.rules import Rule
+from scheduler.rules import Rule, held_in_place
 from scheduler.scenario.policy import LivePolicy
 from scheduler.service.records import Claim
 

@@ -29,11 +29,11 @@ from scheduler.model import Cluster, Goal
 from scheduler.planning.autopilot import (
     AutomationPolicy,
     consider,
-    held_in_place,
     repair,
     rules_broken,
 )
 from scheduler.planning.status import PlanConflict, PlanStatus
+from scheduler.rules import held_in_place
 from scheduler.service.checked import add_checked_plan
 from scheduler.service.loops.ticker import Ticker
 from scheduler.service.records import OrderRecord, PlanRecord
