@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +39,13 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class WallClock(Clock):
+    """The real time: for schedulers that run against real guests or real leases."""
+
+    def __call__(self) -> float:
+        return time.time()
 
 
 @dataclass

@@ -3,7 +3,6 @@ agents. The scheduler consolidates and carries the plan out with real live migra
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,8 @@ from tests.lab_cluster import agents, lab, wait_for, wait_for_reports
 from tests.service_harness import (
     AGENT_TOKEN,
     OPERATOR_TOKEN,
-    Clock,
     Service,
+    WallClock,
     free_port,
     running_service,
 )
@@ -53,11 +52,6 @@ def finished_plan(service: Service, plan_id: int, timeout_s: float = 180) -> dic
     )
     plan: dict[str, Any] = ops.get(f"/v1/plans/{plan_id}").json()
     return plan
-
-
-class WallClock(Clock):
-    def __call__(self) -> float:
-        return time.time()
 
 
 def test_consolidation_with_real_live_migrations(tmp_path: Path) -> None:

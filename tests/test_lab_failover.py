@@ -16,8 +16,7 @@ import pytest
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.loops.failover import FencingPolicy
 from tests.lab_cluster import Lab, agents, lab, wait_for, wait_for_reports
-from tests.service_harness import OPERATOR_TOKEN, Service, running_service
-from tests.test_lab import WallClock
+from tests.service_harness import OPERATOR_TOKEN, Service, WallClock, running_service
 from vmpack_lab.guest import boots, heartbeats
 from vmpack_lab.hosts import power_loss, start
 

@@ -13,8 +13,7 @@ import pytest
 from scheduler.service.liveness import Heartbeat
 from scheduler.service.loops.power import PowerPolicy
 from tests.lab_cluster import agents, lab, wait_for
-from tests.service_harness import OPERATOR_TOKEN, running_service
-from tests.test_lab import WallClock
+from tests.service_harness import OPERATOR_TOKEN, WallClock, running_service
 from vmpack_lab.hosts import save_lab
 
 pytestmark = pytest.mark.lab

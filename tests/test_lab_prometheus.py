@@ -14,8 +14,8 @@ from scheduler.model import HaPolicy, Policy
 from tests.dashboard_queries import panel_queries, rules
 from tests.lab_cluster import agents, lab, wait_for, wait_for_reports
 from tests.prometheus_server import prometheus
-from tests.service_harness import OPERATOR_TOKEN, free_port, running_service
-from tests.test_lab import WallClock, finished_plan
+from tests.service_harness import OPERATOR_TOKEN, WallClock, free_port, running_service
+from tests.test_lab import finished_plan
 
 pytestmark = pytest.mark.lab
 

@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from scheduler.scenario.policy import parse_policy
 from tests.lab_cluster import Lab, agents, lab, wait_for, wait_for_reports
-from tests.service_harness import OPERATOR_TOKEN, Clock, Service, running_service
+from tests.service_harness import OPERATOR_TOKEN, Service, WallClock, running_service
 from tests.test_lab import finished_plan
 from vmpack_lab.guest import boots
 
 pytestmark = pytest.mark.lab
 
 APART = "rules:\n  - {type: anti-affinity, vms: [g1, g2]}\n"
-
-
-class WallClock(Clock):
-    def __call__(self) -> float:
-        return time.time()
 
 
 def carried_out(service: Service, goal: str, moves: int | None = None) -> dict[str, str]:

@@ -17,20 +17,13 @@ from tests.postgres_server import PostgresServer, postgres_server
 from tests.service_harness import (
     AGENT_TOKEN,
     OPERATOR_TOKEN,
-    Clock,
     Service,
+    WallClock,
     run_vmpack,
     running_service,
 )
 
 LEASE_S = 1.5
-
-
-class WallClock(Clock):
-    """Leases run on the clock: these schedulers need the real one."""
-
-    def __call__(self) -> float:
-        return time.time()
 
 
 OPS = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
