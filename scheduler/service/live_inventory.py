@@ -196,9 +196,9 @@ class LiveInventory:
                         self._residents[report.host].discard(domain.name)
             if old is None or _shape(old[0]) != _shape(report):
                 self._hosts_cluster = None
-            self._add_columns(report.resources)
-            for domain in report.domains:
-                self._add_columns(domain.resources)
+            self._add_columns(
+                {*report.resources, *(r for d in report.domains for r in d.resources)}
+            )
             held = np.zeros(len(self.resources), dtype=np.int64)
             for domain in report.domains:
                 if domain.holds_resources:
