@@ -77,13 +77,14 @@ class Runtime:
         self.live = LiveInventory(config.heartbeat, self.started_at, self.policy.policy.overcommit)
         ended = self.live.load(store.reports(), store.host_states(), store.claims(config.clock()))
         store.drop_claims(ended)
+        self._stale = False  # just read from the store: leading at once needs no reload
         self._snapshot_lock = threading.Lock()
         self._snapshot: tuple[object, Inventory] | None = None
         self._ha_reports = LastValue(check_ha)
         self.metrics = SchedulerMetrics(self._view)
         self.leadership = Leadership(
             store, config.instance, config.advertise_url, config.lease_s, config.clock,
-            self._gained, self._lost, self.reload,
+            self._gained, self._lost, self._follow,
         )  # fmt: skip
         self.metrics.watch_leadership(self.leadership.leads, lambda: self.leadership.epoch)
         self.executor = Executor(
@@ -262,7 +263,8 @@ class Runtime:
         """This scheduler leads now: what the last leader left in the store is the truth."""
         self.metrics.leadership_changes.labels("gained").inc()
         self.store.restamp_pending_orders(epoch)
-        self.reload()
+        if self._stale:
+            self.reload()
         self.executor.resume()
         self.failover.start(self.config.failover_tick_s)
         self.power.start(self.config.power_tick_s)
@@ -272,10 +274,16 @@ class Runtime:
         """No longer leading (deposed, the store out of reach, stopping): no new order, no
         fencing, no power action from here on."""
         self.metrics.leadership_changes.labels("lost").inc()
+        self._stale = True
         self.failover.stop()
         self.power.stop()
         self.autopilot.stop()
         self.executor.pause()
+
+    def _follow(self) -> None:
+        """A standby's tick: fresh reads now, and another scheduler writes meanwhile."""
+        self.reload()
+        self._stale = True
 
     def reload(self) -> None:
         """The inventory and policy again from the store: a standby keeps its reads fresh
