@@ -103,7 +103,8 @@ def utilisation(
 ) -> dict[str, tuple[float, float, float]]:
     """Allocation over capacity per resource, across the hosts that run VMs."""
     loads = host_loads(cluster, placement)
-    used_hosts = [h for h in cluster.hosts if h.name in active_hosts(placement)]
+    active = active_hosts(placement)
+    used_hosts = [h for h in cluster.hosts if h.name in active]
     out = {}
     for resource in cluster.resources:
         ratios = [

@@ -148,20 +148,22 @@ def _members(rule: RuleSpec, spec: ScenarioSpec) -> list[str]:
 def _contradictions(spec: ScenarioSpec) -> Iterator[Problem]:
     hard = [(i, r, set(_members(r, spec))) for i, r in enumerate(spec.rules) if not r.soft]
     vms = {v.name: v for v in spec.vms}
-    allowed = {name: {h.name for h in spec.hosts} for name in vms}
+    everywhere = frozenset(h.name for h in spec.hosts)
+    allowed: dict[str, frozenset[str]] = {}  # only VMs under a pin or a ban: no VMs x hosts
     for i, rule, members in hard:
-        for name in sorted(members & allowed.keys()):
-            before = bool(allowed[name])
-            if rule.type == "pin":
-                allowed[name] &= set(rule.hosts)
-            elif rule.type == "ban":
-                allowed[name] -= set(rule.hosts)
-            if before and not allowed[name]:  # this rule took the last host away
+        if rule.type not in ("pin", "ban"):
+            continue
+        for name in sorted(members & vms.keys()):
+            hosts = allowed.get(name, everywhere)
+            narrowed = hosts & set(rule.hosts) if rule.type == "pin" else hosts - set(rule.hosts)
+            allowed[name] = narrowed
+            if hosts and not narrowed:  # this rule took the last host away
                 yield ("rules", i), f"pin and ban rules leave no host for {name}"
     for i, rule, members in hard:
         if rule.type != "affinity":
             continue
-        yield from _affinity_conflicts(i, rule, members, hard, allowed, vms, spec)
+        hosts_of = {n: allowed.get(n, everywhere) for n in members & vms.keys()}
+        yield from _affinity_conflicts(i, rule, members, hard, hosts_of, vms, spec)
 
 
 def against_affinity(
@@ -186,10 +188,14 @@ def against_affinity(
 
 def _affinity_conflicts(
     i: int, rule: RuleSpec, members: set[str], hard: list[tuple[int, RuleSpec, set[str]]],
-    allowed: dict[str, set[str]], vms: dict[str, VMSpec], spec: ScenarioSpec,
+    allowed: dict[str, frozenset[str]], vms: dict[str, VMSpec], spec: ScenarioSpec,
 ) -> Iterator[Problem]:  # fmt: skip
     yield from against_affinity(i, members, hard)
-    common = set.intersection(*(allowed.get(n, set()) for n in members)) if members else set()
+    common = (
+        frozenset.intersection(*(allowed.get(n, frozenset()) for n in members))
+        if members
+        else frozenset()
+    )
     if members and not common:
         yield ("rules", i), "pin/ban rules give the VMs of this affinity group no common host"
     group: dict[str, float] = {}
