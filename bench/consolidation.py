@@ -22,6 +22,7 @@ from scheduler.placement.evaluate import indicators
 from scheduler.planning.check import check_plan
 from scheduler.scenario.load import scenario_from_data
 from scheduler.solver.bounds import moves_lower_bound
+from scheduler.solver.budget import Budget
 from scheduler.solver.cpsat.solve import SolverSettings
 from scheduler.solver.options import SearchOptions
 from scheduler.solver.starts.keep_set import keep_set_start
@@ -59,7 +60,9 @@ def run(hosts: int, vms: int, time_limit: float, seed: int) -> None:
         f"moves {s['moves'] / max(1, baseline.moves):.3f}"
     )
 
-    same = keep_set_start(cluster, cluster.current_placement, max_hosts=baseline.active_hosts)
+    same = keep_set_start(
+        cluster, cluster.current_placement, Budget(10.0), max_hosts=baseline.active_hosts
+    )
     if same is not None:
         at_same = indicators(cluster, same)
         bound = moves_lower_bound(cluster, at_same.active_hosts)

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler.model import Goal, active_hosts
+from scheduler.solver.budget import Budget
 from scheduler.solver.cpsat.solve import SolveStatus
 from scheduler.solver.dive.lp_dive import _first_fit, dive
 from scheduler.solver.dive.pricing import PRICE, valuable_sets
@@ -18,7 +19,7 @@ from scheduler.solver.options import SearchOptions
 from scheduler.solver.pipeline import decide
 from tests.conftest import cluster_of, hosts, vm
 
-FAR = 1e9  # a deadline never reached
+FAR = 1e9  # seconds: a budget never spent
 
 
 @st.composite
@@ -94,7 +95,7 @@ def test_the_dive_packs_every_vm_and_its_bound_is_never_above_the_fewest_hosts(
     case: tuple[np.ndarray, np.ndarray],
 ) -> None:
     sizes, room = case
-    found = dive(sizes, room, [], FAR)
+    found = dive(sizes, room, [], Budget(FAR))
     assert found is not None
     placed = np.concatenate(found.contents)
     assert sorted(placed.tolist()) == list(range(len(sizes)))
@@ -132,7 +133,7 @@ def test_a_dive_out_of_time_gives_up_and_first_fit_packs_what_a_late_dive_leaves
     rng = np.random.default_rng(3)
     sizes = rng.integers(1, 60, size=(40, 2))
     room = np.array([100, 100], dtype=np.int64)
-    assert dive(sizes, room, [], deadline=0.0) is None  # not even the first LP in time
+    assert dive(sizes, room, [], Budget(0.0)) is None  # not even the first LP in time
     contents = _first_fit(sizes, room, np.arange(40))
     assert sorted(np.concatenate(contents).tolist()) == list(range(40))
     assert all((sizes[c].sum(axis=0) <= room).all() for c in contents)

@@ -38,6 +38,7 @@ from scheduler.planning.check import check_plan
 from scheduler.replay.hosts import HostSpecError
 from scheduler.replay.traces import TraceError
 from scheduler.scenario.load import Scenario, ScenarioError, load_scenario, parse_scenario
+from scheduler.solver.budget import Budget
 from scheduler.solver.cpsat.solve import SolverSettings
 from scheduler.solver.options import SearchOptions
 from scheduler.solver.pipeline import for_goal
@@ -165,12 +166,17 @@ def _options(args: argparse.Namespace, show_progress: bool) -> SearchOptions:
     return SearchOptions(settings, progress=progress_display() if show_progress else None)
 
 
+def _budget(args: argparse.Namespace) -> Budget:
+    """The time limit is the whole command's, from the moment the process started."""
+    return Budget.since_process_start(args.time_limit)
+
+
 def _run_plan(args: argparse.Namespace) -> int:
     scenario, _ = _load(args.scenario)
     goal, hosts = _goal_and_hosts(args, scenario)
     quiet = args.json or not sys.stderr.isatty()
     options = _options(args, show_progress=not quiet)
-    outcome = decide_plan(scenario.cluster, goal, hosts, options)
+    outcome = decide_plan(scenario.cluster, goal, hosts, options, _budget(args))
     if options.progress is not None:
         options.progress("", -1.0)  # closes the display
     why = dict(zip(outcome.left_behind, _explanations(outcome), strict=True))
@@ -237,7 +243,8 @@ def _read_plan(path: Path) -> dict[str, Any]:
 def _run_explain(args: argparse.Namespace) -> int:
     scenario, _ = _load(args.scenario)
     goal, hosts = _goal_and_hosts(args, scenario)
-    outcome = decide_plan(scenario.cluster, goal, hosts, _options(args, show_progress=False))
+    options = _options(args, show_progress=False)
+    outcome = decide_plan(scenario.cluster, goal, hosts, options, _budget(args))
     if outcome.conflicting_rules:
         print(
             "no placement satisfies these hard rules together: "

@@ -10,7 +10,6 @@ are not failover's business and are left out.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
@@ -18,7 +17,8 @@ from scheduler.engine import Outcome, outcome_of
 from scheduler.model import VM, Cluster, Goal, HostState
 from scheduler.placement.explain import why_not_placed
 from scheduler.solver.bounds import active_hosts_lower_bound
-from scheduler.solver.cpsat.solve import SolveStatus
+from scheduler.solver.budget import Budget
+from scheduler.solver.cpsat.solve import SolveStatus, budget_of
 from scheduler.solver.options import SearchOptions
 from scheduler.solver.pipeline import Decision, decide
 
@@ -36,21 +36,28 @@ def hosts_in_domain(cluster: Cluster, label: str, value: str) -> tuple[str, ...]
 
 
 def decide_failover(
-    cluster: Cluster, failed: Collection[str], options: SearchOptions | None = None
+    cluster: Cluster,
+    failed: Collection[str],
+    options: SearchOptions | None = None,
+    budget: Budget | None = None,
 ) -> Failover:
+    """Where the VMs of the failed hosts restart, the highest priority first; the levels of
+    priority share the budget (by default the options' time limit, from now)."""
     options = options or SearchOptions()
-    started = time.monotonic()
+    budget = budget or budget_of(options.solver)
     snapshot = after_failure(cluster, failed)
     down = {h.name for h in snapshot.hosts if h.state is HostState.DOWN}
     victims = [v for v in snapshot.vms if v.host in down]
     restarts: dict[str, str] = {}
     statuses = []
-    for priority in sorted({v.priority for v in victims}, reverse=True):
+    levels = sorted({v.priority for v in victims}, reverse=True)
+    for done, priority in enumerate(levels):
         later = {v.name for v in victims if v.priority < priority}
         view = snapshot.replace_vms(
             _restarted(v, restarts) for v in snapshot.vms if v.name not in later
         )
-        decision = decide(view, Goal.PLACE, (), options)
+        share = budget.share(budget.left() / (len(levels) - done))
+        decision = decide(view, Goal.PLACE, (), options, share)
         statuses.append(decision.status)
         for vm in victims:
             host = decision.placement.get(vm.name)
@@ -61,8 +68,7 @@ def decide_failover(
     if any(s is not SolveStatus.OPTIMAL for s in statuses):
         status = SolveStatus.FEASIBLE
     bound = active_hosts_lower_bound(snapshot, [vm for vm, h in placement.items() if h])
-    seconds = time.monotonic() - started
-    decision = Decision(Goal.PLACE, snapshot, placement, status, bound, seconds, "failover")
+    decision = Decision(Goal.PLACE, snapshot, placement, status, bound, budget.spent(), "failover")
     missing = {
         v.name: why_not_placed(snapshot, placement, v.name)
         for v in victims

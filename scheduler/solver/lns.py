@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
 from scheduler.model import Cluster, Goal, vms_by_host
 from scheduler.placement.evaluate import score
 from scheduler.solver.bounds import active_hosts_lower_bound, moves_lower_bound
+from scheduler.solver.budget import Budget
 from scheduler.solver.cpsat.encoding import Encoding
-from scheduler.solver.cpsat.solve import SolverSettings, solve
+from scheduler.solver.cpsat.solve import solve
 from scheduler.solver.options import SearchOptions
 from scheduler.solver.scope import make_scope, must_leave, pending
 
 MIN_STEP_S = 0.3
 MAX_STEP_S = 3.0
+MIN_STEP_WORK = 0.01  # work a neighbourhood costs at least, so that a deterministic run ends
 
 
 def improve(
@@ -37,7 +39,7 @@ def improve(
     goal: Goal,
     start: Mapping[str, str | None],
     movable: set[str],
-    deadline: float,
+    budget: Budget,
     options: SearchOptions,
 ) -> tuple[dict[str, str | None], int]:
 
@@ -48,14 +50,8 @@ def improve(
     waiting = {vm for vm in pending(cluster) if start.get(vm) is None}
     groups = _affinity_groups(cluster)
     usable = [h.name for h in cluster.hosts if h.accepts_vms]
-    began, iterations, work = time.monotonic(), 0, 0.0
-    deterministic = options.solver.deterministic
-    budget = options.solver.time_limit_s  # deterministic mode: CP-SAT work units, not seconds
-
-    def left() -> float:
-        return budget - work if deterministic else deadline - time.monotonic()
-
-    while (remaining := left()) > MIN_STEP_S:
+    iterations = 0
+    while (remaining := budget.left()) > MIN_STEP_S:
         if goal is Goal.CONSOLIDATE and _at_bounds(cluster, best):
             break  # hosts and moves both at their lower bounds: nothing left to gain
         iterations += 1
@@ -69,18 +65,17 @@ def improve(
         workers = options.solver.workers or min(
             2, os.cpu_count() or 1
         )  # short solves: no portfolio
-        settings = SolverSettings(
-            min(MAX_STEP_S, remaining), workers, options.solver.seed + iterations, deterministic
-        )
-        result = solve(Encoding(cluster, scope), goal, settings, hint=incumbent)
-        work += max(result.work, 0.01)  # a floor, so that trivial steps still use budget
+        settings = replace(options.solver, workers=workers, seed=options.solver.seed + iterations)
+        step = budget.share(min(MAX_STEP_S, remaining))
+        result = solve(Encoding(cluster, scope), goal, settings, hint=incumbent, budget=step)
+        budget.charge(max(0.0, MIN_STEP_WORK - result.work))  # trivial steps still count
         candidate = result.placement
         if candidate is not None and (new := score(cluster, goal, candidate)) < best:
             incumbent, best = dict(candidate), new
         else:
             resisted.update(focus)
         if options.progress is not None:
-            fraction = (time.monotonic() - began) / max(1e-9, deadline - began)
+            fraction = budget.spent() / max(1e-9, budget.limit)
             options.progress(f"improving: step {iterations}, score {best}", min(1.0, fraction))
     return incumbent, iterations
 

@@ -1,17 +1,18 @@
-"""From a snapshot and a goal to a target placement.
+"""From a snapshot and a goal to a target placement, in one visible sequence of stages:
 
-    greedy start  ->  an LP dive over host contents              (a packing from scratch)
-                  ->  closing hosts by tabu search               (consolidation)
-                  ->  one CP-SAT model of the whole cluster      (small enough)
-                  ->  large-neighbourhood search of sub-models   (otherwise)
+    starts   the best of several quick placements (always valid: a time limit never leaves
+             us empty-handed)
+    dive     an LP dive over host contents                  (a packing from scratch)
+    closing  closing hosts by tabu search                   (consolidation)
+    model    one CP-SAT model of the whole cluster          (small enough)
+      or lns large-neighbourhood search of sub-models       (otherwise)
 
-The greedy start is always a valid placement, so a time limit never leaves us empty-handed;
-the solver improves it and proves how far from the best it can be.
+Every stage spends a share of one budget, created by the caller: the pipeline reads no
+clock of its own, so a wall budget is kept and a deterministic one repeats.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 
@@ -20,14 +21,14 @@ from scheduler.placement.evaluate import indicators, score
 from scheduler.placement.packer import Packer, place_pending
 from scheduler.solver import lns
 from scheduler.solver.bounds import active_hosts_lower_bound
-from scheduler.solver.closing.on_cluster import STEPS_PER_SECOND, close_hosts_of
-from scheduler.solver.closing.packing import Budget
+from scheduler.solver.budget import Budget
+from scheduler.solver.closing.on_cluster import close_hosts_of
 from scheduler.solver.cpsat.encoding import Encoding, Scope
-from scheduler.solver.cpsat.solve import SolveStatus, solve
+from scheduler.solver.cpsat.solve import SolveStatus, budget_of, solve
 from scheduler.solver.dive.lp_dive import dive_packing, packs_from_scratch
 from scheduler.solver.options import SearchOptions
 from scheduler.solver.reachable import reachable
-from scheduler.solver.scope import must_leave, pending, whole_scope
+from scheduler.solver.scope import must_leave, pending, whole_members, whole_scope
 from scheduler.solver.starts.greedy import (
     empty_hosts,
     fewest_vms_first,
@@ -38,8 +39,10 @@ from scheduler.solver.starts.greedy import (
 from scheduler.solver.starts.keep_set import keep_set_start
 
 LARGE_PACKING_PAIRS = 15_000
-DIVE_SHARE = 0.5  # of the time limit, at most, for the LP dive of a packing from scratch
-MIN_MODEL_S = 0.5  # the model always gets a moment, even after a slow start
+PAIRS_WORTH_COUNTING = 10  # times the largest whole model: rules may cut pairs that much
+STARTS_SHARE = 0.2  # of the budget, at most, for the keep-set start (CP-SAT picks hosts)
+KEEP_SET_MAX_S = 10.0
+DIVE_SHARE = 0.5  # of the budget, at most, for the LP dive of a packing from scratch
 REPACK_MAX_VMS = 3_000  # larger clusters: packing from scratch costs seconds and moves everything
 
 
@@ -50,7 +53,7 @@ class Decision:
     placement: Mapping[str, str | None]
     status: SolveStatus
     hosts_lower_bound: int
-    seconds: float
+    seconds: float  # of the budget spent: wall seconds, or work units if deterministic
     method: str  # "full", "lns" or "dive" (a packing the LP bound proves optimal)
     iterations: int = 0
 
@@ -71,63 +74,64 @@ def decide(
     goal: Goal,
     evacuate: Collection[str] = (),
     options: SearchOptions | None = None,
+    budget: Budget | None = None,
 ) -> Decision:
+    """The target placement for ``goal``, within ``budget`` (by default the options' time
+    limit, from now)."""
     options = options or SearchOptions()
-    started = time.monotonic()
+    budget = budget or budget_of(options.solver)
     cluster = reachable(for_goal(cluster, goal, evacuate), goal)
-    settings = options.solver
-    start = greedy_start(cluster, goal, settings.time_limit_s / 2, settings.deterministic)
+    starts = budget.share(min(KEEP_SET_MAX_S, STARTS_SHARE * budget.limit))
+    start = greedy_start(cluster, goal, starts)
     lp_bound = 0
-    # The dive watches the clock, so repeatable runs go without it.
-    if goal is Goal.CONSOLIDATE and packs_from_scratch(cluster) and not settings.deterministic:
-        _report(options, "packing by an LP dive", 0.0)
-        dived, lp = dive_packing(cluster, start, started + DIVE_SHARE * settings.time_limit_s)
+    if goal is Goal.CONSOLIDATE and packs_from_scratch(cluster) and budget.watches_clock():
+        _report(options, budget, "packing by an LP dive")
+        dived, lp = dive_packing(cluster, start, budget.share(DIVE_SHARE * budget.limit))
         if dived is not None and score(cluster, goal, dived) < score(cluster, goal, start):
             start = dived
         if all(host is not None for host in start.values()):
             lp_bound = lp or 0  # a bound for placing every VM
-    closing = _closing_time(cluster, goal, settings.time_limit_s)
+    closing = _closing_share(cluster, goal)
     if closing:
-        _report(options, "closing hosts", 0.0)
-        steps = int(STEPS_PER_SECOND * closing) if settings.deterministic else None
-        budget = Budget(started + closing, steps)
-        start = _closed_hosts(cluster, goal, start, budget, settings.seed, lp_bound)
+        _report(options, budget, "closing hosts")
+        start = _closed_hosts(
+            cluster, goal, start, budget.share(closing * budget.left()), options.solver.seed,
+            lp_bound,
+        )  # fmt: skip
     if lp_bound and _at_bound(cluster, goal, start, lp_bound):
-        took = time.monotonic() - started
-        return Decision(goal, cluster, start, SolveStatus.OPTIMAL, lp_bound, took, "dive")
-    scope = whole_scope(cluster, goal, start)
-    pairs = sum(len(c) for c in scope.candidates.values())
-    if pairs <= options.full_model_max_pairs:
-        _report(options, f"solving one model: {len(scope.free)} VMs, {pairs} choices", 0.0)
-        left = started + settings.time_limit_s - time.monotonic()
-        # Repeatable runs give the model its share whatever the clock says.
-        share = settings.time_limit_s - closing
-        limit = share if settings.deterministic else max(MIN_MODEL_S, left)
-        result = solve(
-            Encoding(cluster, scope), goal, replace(settings, time_limit_s=limit), hint=start
-        )
-        placement = result.placement if result.placement is not None else start
-        bound = max(_placed_bound(cluster, placement), lp_bound)
-        proven = result.tier_bounds
-        if goal is Goal.CONSOLIDATE and "hosts" in proven and proven.get("unplaced", 0) == 0:
-            bound = max(bound, _hosts_bound(cluster, scope, result.tier_bounds["hosts"]))
-        status = result.status
-        if status is SolveStatus.UNKNOWN:
-            status = SolveStatus.FEASIBLE  # the greedy start stands
-        if status is SolveStatus.INFEASIBLE:
-            placement = start
-        return Decision(goal, cluster, placement, status, bound, time.monotonic() - started, "full")
-    deadline = started + options.solver.time_limit_s
-    placement, iterations = lns.improve(
-        cluster, goal, start, movable=set(scope.free), deadline=deadline, options=options
-    )
+        return Decision(goal, cluster, start, SolveStatus.OPTIMAL, lp_bound, budget.spent(), "dive")
+    free, hosts = whole_members(cluster, goal, start)
+    # Pairs are counted only where they may be few enough: never a model of every pair.
+    small = len(free) * len(hosts) <= PAIRS_WORTH_COUNTING * options.full_model_max_pairs
+    scope = whole_scope(cluster, goal, start) if small else None
+    pairs = sum(len(c) for c in scope.candidates.values()) if scope is not None else -1
+    if scope is not None and pairs <= options.full_model_max_pairs:
+        _report(options, budget, f"solving one model: {len(scope.free)} VMs, {pairs} choices")
+        return _whole_model(cluster, goal, scope, start, lp_bound, options, budget)
+    placement, iterations = lns.improve(cluster, goal, start, set(free), budget, options)
     bound = max(_placed_bound(cluster, placement), lp_bound)
     status = (
         SolveStatus.OPTIMAL if _at_bound(cluster, goal, placement, bound) else SolveStatus.FEASIBLE
     )
-    return Decision(
-        goal, cluster, placement, status, bound, time.monotonic() - started, "lns", iterations
-    )
+    return Decision(goal, cluster, placement, status, bound, budget.spent(), "lns", iterations)
+
+
+def _whole_model(
+    cluster: Cluster, goal: Goal, scope: Scope, start: dict[str, str | None], lp_bound: int,
+    options: SearchOptions, budget: Budget,
+) -> Decision:  # fmt: skip
+    result = solve(Encoding(cluster, scope), goal, options.solver, hint=start, budget=budget)
+    placement = result.placement if result.placement is not None else start
+    bound = max(_placed_bound(cluster, placement), lp_bound)
+    proven = result.tier_bounds
+    if goal is Goal.CONSOLIDATE and "hosts" in proven and proven.get("unplaced", 0) == 0:
+        bound = max(bound, _hosts_bound(cluster, scope, result.tier_bounds["hosts"]))
+    status = result.status
+    if status is SolveStatus.UNKNOWN:
+        status = SolveStatus.FEASIBLE  # the greedy start stands
+    if status is SolveStatus.INFEASIBLE:
+        placement = start
+    return Decision(goal, cluster, placement, status, bound, budget.spent(), "full")
 
 
 def _placed_bound(cluster: Cluster, placement: Mapping[str, str | None]) -> int:
@@ -135,9 +139,9 @@ def _placed_bound(cluster: Cluster, placement: Mapping[str, str | None]) -> int:
     return active_hosts_lower_bound(cluster, [vm for vm, h in placement.items() if h is not None])
 
 
-def _report(options: SearchOptions, text: str, fraction: float) -> None:
+def _report(options: SearchOptions, budget: Budget, text: str) -> None:
     if options.progress is not None:
-        options.progress(text, fraction)
+        options.progress(text, min(1.0, budget.spent() / max(budget.limit, 1e-9)))
 
 
 def _hosts_bound(cluster: Cluster, scope: Scope, model_bound: int) -> int:
@@ -158,9 +162,10 @@ def _at_bound(
 
 
 def greedy_start(
-    cluster: Cluster, goal: Goal, budget_s: float = 10.0, deterministic: bool = False
+    cluster: Cluster, goal: Goal, budget: Budget | None = None
 ) -> dict[str, str | None]:
-    """The best of several quick placements; the keep-set start may use ``budget_s``."""
+    """The best of several quick placements; the keep-set start (CP-SAT choosing the hosts
+    to keep) runs when there is a budget, and within it."""
     waiting = set(pending(cluster))
     placement = {
         vm: (None if vm in waiting else host) for vm, host in cluster.current_placement.items()
@@ -180,12 +185,12 @@ def greedy_start(
     place_pending(packer, waiting)
     if goal is not Goal.CONSOLIDATE:
         return packer.state.placement()
-    budget = cluster.limits.max_moves
-    if budget is not None:
-        budget -= indicators(cluster, packer.state.placement()).moves
-    empty_hosts(packer, fewest_vms_first(packer), fit="best", max_moves=budget)
+    moves_left = cluster.limits.max_moves
+    if moves_left is not None:
+        moves_left -= indicators(cluster, packer.state.placement()).moves
+    empty_hosts(packer, fewest_vms_first(packer), fit="best", max_moves=moves_left)
     starts = [packer.state.placement()]
-    by_keep_set = keep_set_start(cluster, placement, min(10.0, budget_s), None, deterministic)
+    by_keep_set = keep_set_start(cluster, placement, budget) if budget is not None else None
     if by_keep_set is not None:
         starts.append(by_keep_set)
     if len(cluster.vms) <= REPACK_MAX_VMS:  # a packing from scratch, when it saves hosts
@@ -201,15 +206,15 @@ def greedy_start(
     return min(starts, key=lambda p: score(cluster, goal, p))
 
 
-def _closing_time(cluster: Cluster, goal: Goal, time_limit_s: float) -> float:
-    """Consolidation spends half the time closing hosts, or most of it on a large pure
-    packing: nothing runs yet whose moves the model would weigh, and a model that large
+def _closing_share(cluster: Cluster, goal: Goal) -> float:
+    """Consolidation spends half of what is left closing hosts, or most of it on a large
+    pure packing: nothing runs yet whose moves the model would weigh, and a model that large
     rarely packs tighter. Other goals close no host."""
     if goal is not Goal.CONSOLIDATE:
         return 0.0
     nothing_runs = len(pending(cluster)) == len(cluster.vms)
     large = len(cluster.vms) * len(cluster.hosts) > LARGE_PACKING_PAIRS
-    return time_limit_s * (0.8 if nothing_runs and large else 0.5)
+    return 0.8 if nothing_runs and large else 0.5
 
 
 def _closed_hosts(

@@ -36,7 +36,11 @@ def in_broken_rules(cluster: Cluster, placement: Mapping[str, str | None]) -> li
     )
 
 
-def whole_scope(cluster: Cluster, goal: Goal, start: Mapping[str, str | None]) -> Scope:
+def whole_members(
+    cluster: Cluster, goal: Goal, start: Mapping[str, str | None]
+) -> tuple[list[str], list[str]]:
+    """The VMs the whole model may move and the hosts it may use, before any pair of them is
+    looked at: their product says whether a model of the whole cluster is worth building."""
     waiting = set(pending(cluster))
     leaving = set(must_leave(cluster, goal))
     if goal is Goal.PLACE:
@@ -51,9 +55,15 @@ def whole_scope(cluster: Cluster, goal: Goal, start: Mapping[str, str | None]) -
     if goal is Goal.BALANCE:
         running = {h for h in cluster.current_placement.values() if h is not None}
         hosts = [h for h in hosts if h in running] or hosts
+    return free, hosts
+
+
+def whole_scope(cluster: Cluster, goal: Goal, start: Mapping[str, str | None]) -> Scope:
+    free, hosts = whole_members(cluster, goal, start)
     # Waiting VMs the start already placed must stay placed: a tighter, equivalent model.
+    waiting = set(pending(cluster))
     homeless = {vm for vm in waiting if start.get(vm) is None}
-    return make_scope(cluster, free, hosts, start, homeless, leaving)
+    return make_scope(cluster, free, hosts, start, homeless, set(must_leave(cluster, goal)))
 
 
 def make_scope(

@@ -16,10 +16,9 @@ import numpy as np
 from scheduler.model import Cluster, Host
 from scheduler.placement.state import PlacementState
 from scheduler.solver.bounds import active_hosts_lower_bound
-from scheduler.solver.closing.packing import Budget, Packing, active_count
+from scheduler.solver.budget import Budget
+from scheduler.solver.closing.packing import Packing, active_count
 from scheduler.solver.closing.search import close_hosts
-
-STEPS_PER_SECOND = 2_000  # repeatable runs count steps, about as many as a second allows here
 
 
 def close_hosts_of(
@@ -54,7 +53,8 @@ def close_hosts_of(
     np.add.at(load, assignment, sizes)
     if (load > room).any():
         return dict(placement)  # an overloaded start: relieving it is not this search's job
-    packing = Packing(room, sizes, _allowed(cluster, movable, usable, sizes, capacity), always_on)
+    kind, allowed = _kinds(cluster, movable, usable, sizes, capacity)
+    packing = Packing(room, sizes, kind, allowed, always_on)
     floor = max(active_hosts_lower_bound(cluster, movable), int(always_on.sum()), known_bound)
     found = close_hosts(packing, assignment, floor, budget, seed)
     if active_count(packing, found) >= active_count(packing, assignment):
@@ -75,19 +75,34 @@ def _tied_vms(cluster: Cluster) -> set[str]:
     return tied
 
 
-def _allowed(
+def _kinds(
     cluster: Cluster,
     movable: list[str],
     usable: list[Host],
     sizes: np.ndarray,
     capacity: np.ndarray,
-) -> np.ndarray:
-    allowed = np.asarray((sizes[:, None, :] <= capacity[None, :, :]).all(axis=2))
-    row = {vm: i for i, vm in enumerate(movable)}
-    for rule in cluster.hard_rules:
-        if rule.only_filters_hosts:
-            for vm in rule.vms:
-                if vm in row:
-                    spec = cluster.vm_by_name[vm]
-                    allowed[row[vm]] &= [rule.host_allowed(spec, h) for h in usable]
-    return allowed
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each VM's row of the table of allowed hosts, and the table. VMs that fit the same
+    host models and are under the same pins and bans share a row: the table stays a few
+    rows deep at any size, where a row per VM would take gigabytes at 100,000 VMs."""
+    models, model_of = np.unique(capacity, axis=0, return_inverse=True)
+    fits = np.asarray((sizes[:, None, :] <= models[None, :, :]).all(axis=2))  # VMs x models
+    filters = [rule for rule in cluster.hard_rules if rule.only_filters_hosts]
+    under: dict[str, list[int]] = {}
+    for k, rule in enumerate(filters):
+        for vm in rule.vms:
+            under.setdefault(vm, []).append(k)
+    rows: dict[tuple[bytes, tuple[int, ...]], int] = {}
+    table: list[np.ndarray] = []
+    kind = np.empty(len(movable), dtype=np.int64)
+    for i, vm in enumerate(movable):
+        key = (fits[i].tobytes(), tuple(under.get(vm, ())))
+        if key not in rows:
+            rows[key] = len(table)
+            row = np.asarray(fits[i])[model_of.ravel()]
+            spec = cluster.vm_by_name[vm]
+            for k in key[1]:
+                row &= np.array([filters[k].host_allowed(spec, h) for h in usable])
+            table.append(row)
+        kind[i] = rows[key]
+    return kind, np.array(table, dtype=bool).reshape(len(table), len(usable))

@@ -1,4 +1,4 @@
-"""What the host-closing search works on: a packing as arrays, and the budget that stops it."""
+"""What the host-closing search works on: a packing as arrays."""
 
 from __future__ import annotations
 
@@ -13,14 +13,9 @@ class Packing:
 
     room: np.ndarray  # hosts x resources: capacity left by the VMs that stay where they are
     sizes: np.ndarray  # vms x resources
-    allowed: np.ndarray  # vms x hosts, boolean
+    kind: np.ndarray  # vms: a row of ``allowed``; VMs that fit and may go the same hosts share it
+    allowed: np.ndarray  # kinds x hosts, boolean: never one row per VM
     always_on: np.ndarray  # hosts active whatever happens (they keep VMs that stay)
-
-
-@dataclass(frozen=True)
-class Budget:
-    deadline: float  # time.monotonic() value
-    steps: int | None = None  # also stop after this many steps (repeatable runs)
 
 
 def active_count(packing: Packing, assignment: np.ndarray) -> int:

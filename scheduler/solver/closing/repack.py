@@ -3,8 +3,8 @@ stall: can the VMs waiting in the pool, together with every VM now on ``hosts``,
 placed on ``hosts``? The tabu search moves one or two VMs at a time; this looks at a whole
 group of hosts at once, which is what a tight packing needs near the optimum.
 
-Time is counted in CP-SAT's deterministic units, so that a run with a step budget gives the
-same answer every time.
+It runs on a share of the search's budget: under a deterministic budget CP-SAT counts its
+deterministic work, so that the search gives the same answer every time.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 from ortools.sat.python import cp_model
 
+from scheduler.solver.budget import Budget
 from scheduler.solver.closing.packing import Packing
+from scheduler.solver.cpsat.solve import solve_within
 
 
 def repack(
@@ -22,15 +24,15 @@ def repack(
     vms: Sequence[int],
     hosts: Sequence[int],
     hint: dict[int, int],
-    work_limit: float,
+    budget: Budget,
     seed: int = 0,
 ) -> dict[int, int] | None:
     """A host among ``hosts`` for each of ``vms``, within each host's room; None if there
-    is none or the solver could not tell within ``work_limit`` (deterministic seconds)."""
+    is none or the solver could not tell within the budget."""
     model = cp_model.CpModel()
     placed: dict[tuple[int, int], cp_model.IntVar] = {}
     for vm in vms:
-        choices = [h for h in hosts if packing.allowed[vm, h]]
+        choices = [h for h in hosts if packing.allowed[packing.kind[vm], h]]
         if not choices:
             return None
         for host in choices:
@@ -49,7 +51,6 @@ def repack(
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = seed
-    solver.parameters.max_deterministic_time = work_limit
-    if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+    if solve_within(solver, model, budget) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     return {vm: host for (vm, host), var in placed.items() if solver.value(var)}

@@ -28,12 +28,11 @@ number of steps (which makes it repeatable), or after many failed tries in a row
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
+from scheduler.solver.budget import WORK_PER_STEP, Budget
 from scheduler.solver.closing import steps
-from scheduler.solver.closing.packing import Budget, Packing, active_count
+from scheduler.solver.closing.packing import Packing, active_count
 from scheduler.solver.closing.repack import repack
 
 CLOSED = 3  # hosts emptied at once; the pool must fit on all but one of them
@@ -43,7 +42,7 @@ REPACK_AFTER = 2_000  # steps without progress between two exact repacks of a fe
 REPACK_VMS = 40  # at most this many VMs in one repack (the pool and those of the hosts)
 REPACK_HOSTS = 8  # open hosts taken into one repack
 REPACK_WORK = 0.5  # CP-SAT deterministic seconds per repack
-CHUNK_SECONDS = 0.02  # the compiled steps return this often to look at the clock
+CHUNK_SECONDS = 0.02  # the compiled steps return this often to look at the budget
 
 
 def close_hosts(
@@ -53,14 +52,13 @@ def close_hosts(
     ``floor`` (a lower bound). ``assignment`` maps each VM to a host index."""
     rng = np.random.default_rng(seed)
     best = assignment.copy()
-    steps_left = [budget.steps if budget.steps is not None else np.iinfo(np.int64).max]
     start = best
     failures = 0
     while active_count(packing, best) > floor and failures < MAX_FAILURES:
-        if time.monotonic() >= budget.deadline or steps_left[0] <= 0:
+        if budget.exhausted:
             break
-        search = _Search(packing, start, rng)
-        found = search.close_one(budget.deadline, steps_left, failures)
+        search = _Search(packing, start, rng, budget)
+        found = search.close_one(failures)
         if found is None:
             failures += 1  # try other hosts: those a little less empty
             # The next try starts where this one ended, a packing the search has reshaped
@@ -75,12 +73,16 @@ def close_hosts(
 
 
 class _Search:
-    def __init__(self, packing: Packing, assignment: np.ndarray, rng: np.random.Generator):
+    def __init__(
+        self, packing: Packing, assignment: np.ndarray, rng: np.random.Generator, budget: Budget
+    ):
         self.p = packing
         self.rng = rng
+        self.budget = budget
         self.s = steps.arrays_for(
-            packing.sizes, packing.room, packing.allowed, assignment, packing.always_on
-        )
+            packing.sizes, packing.room, packing.kind, packing.allowed, assignment,
+            packing.always_on,
+        )  # fmt: skip
         steps.seed(int(rng.integers(1 << 30)))
 
     def reopened(self) -> np.ndarray | None:
@@ -94,7 +96,7 @@ class _Search:
     def pool(self) -> np.ndarray:
         return self.s.pool[: self.s.counters[steps.POOL]]
 
-    def close_one(self, deadline: float, steps_left: list[int], failures: int) -> np.ndarray | None:
+    def close_one(self, failures: int) -> np.ndarray | None:
         """Close hosts and search until the pool fits; the first try closes the least-loaded
         hosts, and each failure widens the choice to a few more, drawn at random."""
         s = self.s
@@ -109,11 +111,13 @@ class _Search:
         s = self.s = steps.close(s, closable[:CLOSED])
         patience = max(STALL_STEPS, 20 * len(s.at))
         chunk = 16
-        while time.monotonic() < deadline and steps_left[0] > 0:
-            started = time.monotonic()
-            stop, taken = steps.run_steps(s, min(chunk, steps_left[0]), patience, REPACK_AFTER)
-            steps_left[0] -= taken
-            took = time.monotonic() - started
+        while (allowed := self._steps_allowed(chunk)) > 0:
+            started = self.budget.clock()
+            stop, taken = steps.run_steps(s, allowed, patience, REPACK_AFTER)
+            self.budget.charge(taken * WORK_PER_STEP)
+            # The chunk follows the wall clock only to return often enough; the steps taken,
+            # and so the answer of a deterministic budget, do not depend on it.
+            took = self.budget.clock() - started
             if took < CHUNK_SECONDS / 2:
                 chunk *= 2
             elif took > 2 * CHUNK_SECONDS and chunk > 1:
@@ -123,6 +127,11 @@ class _Search:
             if stop == steps.STALLED:
                 break
         return None
+
+    def _steps_allowed(self, chunk: int) -> int:
+        if self.budget.deterministic:
+            return min(chunk, int(self.budget.left() / WORK_PER_STEP + 1e-9))
+        return 0 if self.budget.exhausted else chunk
 
     def _repack(self) -> bool:
         """Solve exactly whether the pool and the VMs of a few open hosts fit on those hosts
@@ -144,7 +153,8 @@ class _Search:
         if (self.p.sizes[pool].sum(axis=0) > s.free[hosts].sum(axis=0)).any():
             return False  # not even the total room is there
         seed = int(self.rng.integers(1 << 30))
-        homes = repack(self.p, vms, hosts, {vm: int(s.at[vm]) for vm in vms}, REPACK_WORK, seed)
+        hint = {vm: int(s.at[vm]) for vm in vms}
+        homes = repack(self.p, vms, hosts, hint, self.budget.share(REPACK_WORK), seed)
         if homes is None:
             return False
         for host in chosen:

@@ -37,7 +37,8 @@ class Arrays(NamedTuple):
     """The search state. Hosts and VMs are row numbers; a VM in the pool is at host -1."""
 
     sizes: np.ndarray  # vms x resources, int64
-    allowed: np.ndarray  # vms x hosts, bool
+    kind: np.ndarray  # vms: the VM's row of ``allowed``
+    allowed: np.ndarray  # kinds x hosts, bool
     size_weight: np.ndarray  # vms: sizes summed over resources, each scaled to the largest host
     cost: np.ndarray  # vms: size_weight squared, what ejecting the VM costs
     penalty: np.ndarray  # vms: grows while the VM waits in the pool
@@ -62,6 +63,7 @@ POOL, STEP, SINCE = 0, 1, 2
 def arrays_for(
     sizes: np.ndarray,
     room: np.ndarray,
+    kind: np.ndarray,
     allowed: np.ndarray,
     assignment: np.ndarray,
     always_on: np.ndarray,
@@ -84,8 +86,8 @@ def arrays_for(
         slot[vm] = filled[host]
         filled[host] += 1
     return Arrays(
-        sizes.astype(np.int64), allowed.astype(np.bool_), size_weight, size_weight**2,
-        np.ones(vms), scale, free, assignment.astype(np.int64).copy(),
+        sizes.astype(np.int64), kind.astype(np.int64), allowed.astype(np.bool_), size_weight,
+        size_weight**2, np.ones(vms), scale, free, assignment.astype(np.int64).copy(),
         members, count, slot, is_open, np.zeros(0, dtype=np.int64),
         np.full(vms, -1, dtype=np.int64), np.full((vms, TABU_SLOTS), -1, dtype=np.int64),
         np.zeros((vms, TABU_SLOTS), dtype=np.int64), np.zeros(3, dtype=np.int64),
@@ -196,7 +198,7 @@ def _home_for_pool(s: Arrays) -> bool:
     home = np.full(len(order), -1, dtype=np.int64)
     for i, vm in enumerate(order):
         for k in range(len(keep)):
-            if s.allowed[vm, keep[k]] and _fits(free[k], s.sizes[vm]):
+            if s.allowed[s.kind[vm], keep[k]] and _fits(free[k], s.sizes[vm]):
                 free[k] -= s.sizes[vm]
                 home[i] = k
                 break
@@ -206,7 +208,7 @@ def _home_for_pool(s: Arrays) -> bool:
         # First fit missed; an exact search may still find a way, if the room is there.
         if (s.sizes[order].sum(axis=0) > s.free[keep].sum(axis=0)).any():
             return False
-        allowed = s.allowed[order][:, keep]
+        allowed = s.allowed[s.kind[order]][:, keep]
         home = pack_into(s.sizes[order], allowed, s.free[keep], POOL_FIT_NODES)
         if home[-1] < 0:
             return False
@@ -231,7 +233,7 @@ def _fits(free: np.ndarray, size: np.ndarray) -> bool:
 
 @compiled
 def _may_enter(s: Arrays, vm: int, host: int) -> bool:
-    if not (s.is_open[host] and s.allowed[vm, host]):
+    if not (s.is_open[host] and s.allowed[s.kind[vm], host]):
         return False
     for k in range(TABU_SLOTS):
         if s.tabu_host[vm, k] == host and s.tabu_until[vm, k] > s.counters[STEP]:
@@ -423,9 +425,8 @@ def warm_up() -> None:
     so that the first real search does not spend its time limit compiling."""
     sizes = np.array([[3, 1], [2, 2], [1, 3], [2, 1]], dtype=np.int64)
     room = np.full((3, 2), 5, dtype=np.int64)
-    s = arrays_for(
-        sizes, room, np.ones((4, 3), dtype=bool), np.array([0, 0, 1, 2]), np.zeros(3, dtype=bool)
-    )
+    kind, allowed = np.zeros(4, dtype=np.int64), np.ones((1, 3), dtype=bool)
+    s = arrays_for(sizes, room, kind, allowed, np.array([0, 0, 1, 2]), np.zeros(3, dtype=bool))
     seed(0)
     take_out(s, 0)
     put(s, 0, 0)

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from scheduler.model import Goal
+from scheduler.solver.budget import Budget
 from scheduler.solver.cpsat.encoding import Encoding
 from scheduler.solver.cpsat.objective import Objective, add_objective
+
+MIN_SOLVE_S = 0.05  # CP-SAT is always given a moment: it may find a hinted solution
 
 
 class SolveStatus(enum.StrEnum):
@@ -68,19 +71,17 @@ def solve(
     goal: Goal,
     settings: SolverSettings,
     hint: Mapping[str, str | None] | None = None,
+    budget: Budget | None = None,
 ) -> SolveResult:
+    """The model solved within ``budget`` (by default, the settings' own time limit)."""
+    budget = budget or budget_of(settings)
     objective = add_objective(enc, goal)
     if hint is not None:
         enc.add_hint(hint)
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.05, settings.time_limit_s)
     solver.parameters.num_workers = settings.worker_count
-    if settings.deterministic:
-        solver.parameters.max_deterministic_time = max(0.05, settings.time_limit_s)
-        solver.parameters.max_time_in_seconds = 60 * max(1.0, settings.time_limit_s)  # safety net
-        solver.parameters.num_workers = 1
     solver.parameters.random_seed = settings.seed
-    code = solver.solve(enc.model)
+    code = solve_within(solver, enc.model, budget)
     status = _STATUS.get(code, SolveStatus.UNKNOWN)
     if not status.has_solution:
         return SolveResult(
@@ -96,6 +97,28 @@ def solve(
         _tier_bounds(objective, solver.best_objective_bound),
         solver.deterministic_time,
     )
+
+
+def budget_of(settings: SolverSettings) -> Budget:
+    """The budget a caller that has only settings gives: their time limit, from now."""
+    return Budget(settings.time_limit_s, settings.deterministic)
+
+
+def solve_within(
+    solver: cp_model.CpSolver, model: cp_model.CpModel, budget: Budget
+) -> cp_model.CpSolverStatus:
+    """CP-SAT stopped by the budget: wall seconds, or deterministic work on one worker (the
+    only way its answer repeats). Its work is charged to the budget."""
+    limit = max(MIN_SOLVE_S, budget.left())
+    if budget.deterministic:
+        solver.parameters.max_deterministic_time = limit
+        solver.parameters.max_time_in_seconds = 60 * max(1.0, limit)  # a safety net
+        solver.parameters.num_workers = 1
+    else:
+        solver.parameters.max_time_in_seconds = limit
+    code = solver.solve(model)
+    budget.charge(solver.deterministic_time)
+    return code
 
 
 def _tier_bounds(objective: Objective, bound: float) -> dict[str, int]:

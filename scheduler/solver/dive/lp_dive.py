@@ -15,7 +15,6 @@ stronger than the volume bound when VMs are large.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ import numpy as np
 from ortools.linear_solver import pywraplp
 
 from scheduler.model import Cluster
+from scheduler.solver.budget import Budget
 from scheduler.solver.closing.steps import most_per_host
 from scheduler.solver.dive.pricing import PRICE, valuable_sets
 
@@ -130,17 +130,17 @@ class _Master:
 
 
 def dive(
-    sizes: np.ndarray, room: np.ndarray, seeds: list[np.ndarray], deadline: float
+    sizes: np.ndarray, room: np.ndarray, seeds: list[np.ndarray], budget: Budget
 ) -> Dive | None:
     """A packing of the VMs (rows of ``sizes``) in hosts of ``room``; what is still
-    open at the deadline is packed by first fit. ``seeds`` are contents known to fit, such
+    open when the budget runs out is packed by first fit. ``seeds`` are contents known to fit, such
     as the hosts of a start packing. While the best dive ends above the LP bound and time
     is left, dive again with the columns found so far: first fixing only what the LP uses
     whole, then with the first content of each round drawn among those the LP uses most.
     None if the first LP takes more than ``ROOT_SHARE`` of the time: the dive would not
     end in time, and the time is better left to the closing search."""
     count = len(sizes)
-    root_deadline = time.monotonic() + ROOT_SHARE * max(0.0, deadline - time.monotonic())
+    root = budget.share(ROOT_SHARE * budget.left())
     columns = _Columns(count, max(1, most_per_host(sizes, room[None, :])))
     for vm in range(count):
         columns.add(np.array([vm]))  # column ``vm`` holds VM ``vm`` alone
@@ -153,7 +153,7 @@ def dive(
         careful = attempt < len(FIX_FROM)
         whole = FIX_FROM[attempt] if careful else FIX_FROM[0]
         draw = None if careful else np.random.default_rng(attempt)
-        limits = (root_deadline if attempt == 0 else deadline, deadline)
+        limits = (root if attempt == 0 else budget, budget)
         contents, root_duals, bound = _dive_once(sizes, room, columns, duals, whole, draw, limits)
         if not contents:
             break  # the first LP did not converge in time
@@ -173,11 +173,11 @@ def _dive_once(
     duals: np.ndarray,
     whole: float,
     draw: np.random.Generator | None,
-    deadlines: tuple[float, float],
+    budgets: tuple[Budget, Budget],
 ) -> tuple[list[np.ndarray], np.ndarray | None, int | None]:
     """One dive: the contents of the hosts, the duals of its first LP (None if time ran
     out), and that LP's bound (None if its pricing was cut short). The first LP must be
-    solved by the first deadline (else no contents at all), the dive by the second."""
+    solved within the first budget (else no contents at all), the dive within the second."""
     count = len(sizes)
     columns.usable[: columns.size] = True
     placed = np.zeros(count, dtype=bool)
@@ -195,7 +195,7 @@ def _dive_once(
         for column in [*open_vms, *usable]:
             master.add(int(column), columns.content(int(column)))
         at_root = root_duals is None
-        limit = deadlines[0] if at_root else deadlines[1]
+        limit = budgets[0] if at_root else budgets[1]
         generated = _generate(master, columns, sizes, room, placed, limit)
         if generated is None and at_root:
             return [], None, None
@@ -233,13 +233,13 @@ def _generate(
     sizes: np.ndarray,
     room: np.ndarray,
     placed: np.ndarray,
-    deadline: float,
+    budget: Budget,
 ) -> tuple[float, np.ndarray, bool] | None:
     """Price columns into the LP until none is worth adding: the LP value, its duals, and
     whether the last pricing was complete (the value is then the LP optimum over all
-    contents), or None at the deadline."""
+    contents), or None when the budget runs out."""
     while True:
-        if time.monotonic() > deadline:
+        if budget.exhausted:
             return None
         solved = master.solve()
         if solved is None:
@@ -285,7 +285,7 @@ def packs_from_scratch(cluster: Cluster) -> bool:
 
 
 def dive_packing(
-    cluster: Cluster, start: Mapping[str, str | None], deadline: float
+    cluster: Cluster, start: Mapping[str, str | None], budget: Budget
 ) -> tuple[dict[str, str | None] | None, int | None]:
     """A packing found by the dive and the LP's lower bound on the hosts needed (None if
     pricing was cut short). The packing is None when the dive does not suit the case (many
@@ -309,9 +309,9 @@ def dive_packing(
             by_host.setdefault(on, []).append(row[vm])
     if len(names) > MAX_VMS_PER_HOST * max(1, len(by_host)):
         return None, None
-    if len(names) > VMS_PER_ROOT_SECOND * math.sqrt(max(0.0, deadline - time.monotonic())):
+    if len(names) > VMS_PER_ROOT_SECOND * math.sqrt(budget.left()):
         return None, None
-    found = dive(sizes, room, [np.array(c) for c in by_host.values()], deadline)
+    found = dive(sizes, room, [np.array(c) for c in by_host.values()], budget)
     if found is None:
         return None, None
     if len(found.contents) > len(hosts):

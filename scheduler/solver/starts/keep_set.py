@@ -12,15 +12,18 @@ greedy does not when hosts differ in size; the large-neighbourhood search then p
 
 from __future__ import annotations
 
+import itertools
 import math
-import time
+from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
 from ortools.sat.python import cp_model
 
-from scheduler.model import Cluster, HostState
+from scheduler.model import Cluster, Host, HostState
 from scheduler.placement.packer import Packer, size_key
+from scheduler.solver.budget import Budget
+from scheduler.solver.cpsat.solve import solve_within
 
 SLACKS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2)
 
@@ -29,40 +32,47 @@ def select_hosts(
     cluster: Cluster,
     placement: Mapping[str, str | None],
     slack: float,
-    time_limit_s: float = 2.0,
+    budget: Budget,
     max_hosts: int | None = None,
-    deterministic: bool = False,
 ) -> list[str] | None:
     """Hosts to keep. With ``max_hosts`` the count is a budget rather than the first aim, and
-    the hosts kept are those that let the most VMs stay."""
-    usable = [h for h in cluster.hosts if h.state is HostState.UP]
-    residents = {h.name: 0 for h in usable}
-    for host in placement.values():
-        if host in residents:
-            residents[host] += 1
+    the hosts kept are those that let the most VMs stay.
+
+    Hosts of one model (the same capacity) differ only in how many VMs they run, so the
+    model decides how many of each to keep, and those kept are the busiest: a handful of
+    integers whatever the size of the cluster, where a boolean per host of a few models
+    drowns CP-SAT's presolve in symmetric hosts."""
+    residents = Counter(h for h in placement.values() if h is not None)
+    by_model: dict[tuple[tuple[str, int], ...], list[Host]] = {}
+    for h in cluster.hosts:
+        if h.state is HostState.UP:
+            by_model.setdefault(tuple(sorted(h.capacity.items())), []).append(h)
     model = cp_model.CpModel()
-    keep = {h.name: model.new_bool_var(f"keep[{h.name}]") for h in usable}
+    count: dict[tuple[tuple[str, int], ...], cp_model.IntVar] = {}
+    staying: list[cp_model.IntVar] = []
+    for key, hosts in by_model.items():
+        hosts.sort(key=lambda h: -residents[h.name])  # stable: the snapshot's order breaks ties
+        count[key] = model.new_int_var(0, len(hosts), f"keep{len(count)}")
+        prefix = [0, *itertools.accumulate(residents[h.name] for h in hosts)]
+        kept_residents = model.new_int_var(0, prefix[-1], f"stay{len(count)}")
+        model.add_element(count[key], prefix, kept_residents)
+        staying.append(kept_residents)
+        model.add_hint(count[key], sum(1 for h in hosts if residents[h.name] > 0))
     for resource in cluster.resources:
         demand = sum(v.demand.get(resource, 0) for v in cluster.vms)
         if demand:
             needed = math.ceil(demand * (1 + slack))
-            model.add(sum(h.capacity.get(resource, 0) * keep[h.name] for h in usable) >= needed)
+            model.add(sum(dict(key).get(resource, 0) * n for key, n in count.items()) >= needed)
     weight = 1 + sum(residents.values())  # one host outweighs every VM staying
     if max_hosts is not None:
-        model.add(sum(keep.values()) <= max_hosts)
+        model.add(sum(count.values()) <= max_hosts)
         weight = 0
-    model.minimize(sum((weight - residents[h]) * var for h, var in keep.items()))
-    for h, var in keep.items():
-        model.add_hint(var, residents[h] > 0)
+    model.minimize(weight * sum(count.values()) - sum(staying))
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = time_limit_s
-    if deterministic:
-        solver.parameters.max_deterministic_time = time_limit_s
-        solver.parameters.max_time_in_seconds = 60 * time_limit_s
     solver.parameters.num_workers = 1
-    if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+    if solve_within(solver, model, budget) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
-    return [h for h, var in keep.items() if solver.boolean_value(var)]
+    return [h.name for key, hosts in by_model.items() for h in hosts[: solver.value(count[key])]]
 
 
 def pack_into(
@@ -85,19 +95,17 @@ def pack_into(
 def keep_set_start(
     cluster: Cluster,
     start: Mapping[str, str | None],
-    deadline_s: float = 10.0,
+    budget: Budget,
     max_hosts: int | None = None,
-    deterministic: bool = False,
 ) -> dict[str, str | None] | None:
-    """The tightest slack at which choosing and packing both succeed within ``deadline_s``,
-    or None."""
-    ends = time.monotonic() + deadline_s
+    """The tightest slack at which choosing and packing both succeed within the budget, or
+    None. Each choice may take a quarter of the budget, and two seconds at most."""
     for slack in SLACKS:
-        remaining = deadline_s if deterministic else ends - time.monotonic()
-        if remaining <= 0:
+        if budget.exhausted:
             return None
-        limit = min(2.0, deadline_s / 4, remaining)
-        keep = select_hosts(cluster, start, slack, limit, max_hosts, deterministic)
+        keep = select_hosts(
+            cluster, start, slack, budget.share(min(2.0, budget.limit / 4)), max_hosts
+        )
         if keep is None:
             continue
         packed = pack_into(cluster, start, keep)
