@@ -8,6 +8,7 @@ or half consolidated (half the hosts nearly full, the rest nearly empty).
     cloud-identical     public-cloud flavour mix, identical hosts, overcommit 1.0, spread out
     cloud-mixed         the same VMs on three host models, CPU overcommit 4.0
     half-consolidated   cloud-identical, but half the hosts already nearly full
+    from-scratch        cloud-identical's VMs all waiting: how few hosts hold them?
     azure               VM sizes drawn as often as Azure 2017 arrivals ask for them
     bitbrains           VM sizes of the Bitbrains Rnd business-critical VMs
     planetlab           CloudSim's PlanetLab VM types, CPU demand from the day's utilisation
@@ -18,6 +19,7 @@ generated ones need nothing.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import lzma
 import random
@@ -40,6 +42,29 @@ CLOUD_WEIGHTS = [6, 8, 6, 3, 1, 8, 14, 12, 6, 2, 6, 5, 3, 1]
 IDENTICAL = [(128, 512, 4)]  # cpus, GiB, TiB
 MIXED = [(64, 384, 4), (96, 768, 8), (128, 512, 4)]
 DISKS_GIB = [20, 40, 80, 160]
+
+
+def add_arguments(parser: argparse.ArgumentParser, sizes: str, limits: str) -> None:
+    """The arguments every benchmark over the families takes."""
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--sizes", default=sizes, help="HOSTSxVMS, comma separated")
+    parser.add_argument("--time-limit", default=limits, help="one per size, comma separated")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--shared", type=Path, default=SHARED)
+
+
+def cases(args: argparse.Namespace) -> list[tuple[str, int, int, float]]:
+    """(family, hosts, VMs, time limit) for each size, each family: sizes pair up with the
+    limits in order, and a single limit serves every size."""
+    sizes = [tuple(int(x) for x in size.split("x")) for size in args.sizes.split(",")]
+    limits = [float(x) for x in args.time_limit.split(",")]
+    if len(limits) == 1:
+        limits *= len(sizes)
+    return [
+        (family, hosts, vms, limit)
+        for (hosts, vms), limit in zip(sizes, limits, strict=True)
+        for family in args.families.split(",")
+    ]
 
 
 @dataclass(frozen=True)
@@ -148,6 +173,14 @@ def half_consolidated(hosts: int, vms: int, seed: int, shared: Path) -> dict[str
     return _cluster("half-consolidated", _hosts(hosts, IDENTICAL), sizes, rng, 1.0, 0.5)
 
 
+def from_scratch(hosts: int, vms: int, seed: int, shared: Path) -> dict[str, Any]:
+    data = cloud_identical(hosts, vms, seed, shared)
+    for vm in data["vms"]:
+        del vm["host"]
+    data["name"] = "from-scratch"
+    return data
+
+
 def azure(hosts: int, vms: int, seed: int, shared: Path) -> dict[str, Any]:
     """Flavours weighted by how often the Azure 2017 trace's training period asks for them."""
     root = shared / "azure_v1_flavor_traces"
@@ -216,6 +249,7 @@ FAMILIES = {
         Family("cloud-identical", cloud_identical),
         Family("cloud-mixed", cloud_mixed),
         Family("half-consolidated", half_consolidated),
+        Family("from-scratch", from_scratch),
         Family("azure", azure, real_data=True),
         Family("bitbrains", bitbrains, real_data=True),
         Family("planetlab", planetlab, real_data=True),

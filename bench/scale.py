@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from bench.baselines import keep_in_place_baseline
-from bench.families import FAMILIES, SHARED
+from bench.families import FAMILIES, add_arguments, cases
 from scheduler.engine import plan_from_json
 from scheduler.placement.evaluate import indicators
 from scheduler.planning.check import check_plan
@@ -112,21 +112,12 @@ def _pct(value: int, bound: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", default=",".join(FAMILIES))
-    parser.add_argument("--sizes", default="1000x10000,5000x30000")
-    parser.add_argument("--time-limit", default="30,60", help="one per size, comma separated")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--shared", type=Path, default=SHARED)
+    add_arguments(parser, "1000x10000,5000x30000", "30,60")
     parser.add_argument("--again", action="store_true", help="also run at twice the limit")
     args = parser.parse_args()
-    sizes = [tuple(int(x) for x in size.split("x")) for size in args.sizes.split(",")]
-    limits = [float(x) for x in args.time_limit.split(",")]
-    if len(limits) == 1:
-        limits *= len(sizes)
     with tempfile.TemporaryDirectory() as workdir:
-        for (hosts, vms), limit in zip(sizes, limits, strict=True):
-            for family in args.families.split(","):
-                case(family, hosts, vms, limit, args.seed, args.shared, args.again, Path(workdir))
+        for family, hosts, vms, limit in cases(args):
+            case(family, hosts, vms, limit, args.seed, args.shared, args.again, Path(workdir))
 
 
 if __name__ == "__main__":

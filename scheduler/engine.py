@@ -12,6 +12,7 @@ from typing import Any
 
 from scheduler.ha.power import PowerAdvice, power_advice
 from scheduler.ha.reserve import admit_within_reserve
+from scheduler.ha.target import ReserveCost, with_reserve
 from scheduler.model import Cluster, Goal
 from scheduler.placement.evaluate import Indicators, broken_soft_rules, indicators
 from scheduler.placement.explain import conflicting_rules
@@ -40,6 +41,7 @@ class Outcome:
     power: PowerAdvice  # empty hosts that can go off, and those the HA reserve keeps on
     refused_for_ha: dict[str, str]  # new VMs admission control kept out, and why
     reserve_breaks: list[str]  # waves after which a reserve that held today would not
+    reserve_cost: ReserveCost | None = None  # consolidation under HA: hosts on, against none
 
     @property
     def cluster(self) -> Cluster:
@@ -74,7 +76,19 @@ class Outcome:
             "ha_reserve_held_before": self.power.reserve_held_before,
             "refused_for_ha": self.refused_for_ha,
             "ha_reserve_breaks": self.reserve_breaks,
+            "ha_reserve_cost": _cost_summary(self.reserve_cost),
         }
+
+
+def _cost_summary(cost: ReserveCost | None) -> dict[str, Any] | None:
+    if cost is None:
+        return None
+    return {
+        "reserve_free_active_hosts": cost.reserve_free_hosts,
+        "hosts_powered_on": cost.powered_hosts,
+        "hosts": cost.hosts,
+        "reserve_aware_target": cost.reserve_aware,
+    }
 
 
 def decide_plan(
@@ -88,10 +102,16 @@ def decide_plan(
     covers the plan too: the decision leaves what ordering the moves and the figures take."""
     options = options or SearchOptions()
     budget = budget or budget_of(options.solver)
-    decision = decide(
-        cluster, goal, evacuate, options, budget.share(budget.left() - follow_up(cluster, budget))
-    )
+    reserve = goal is Goal.CONSOLIDATE and cluster.policy.ha.required
+    kept_back = follow_up(cluster, budget) + (RESERVE_SHARE * budget.limit if reserve else 0.0)
+    decision = decide(cluster, goal, evacuate, options, budget.share(budget.left() - kept_back))
     snapshot = decision.cluster
+    cost = None
+    if reserve:
+        share = budget.share(RESERVE_SHARE * budget.limit)
+        placement, cost = with_reserve(snapshot, goal, decision.placement, share)
+        if cost.reserve_aware:
+            decision = replace(decision, placement=placement, status=SolveStatus.FEASIBLE)
     refused: dict[str, str] = {}
     if goal is Goal.PLACE and snapshot.policy.ha.required:
         placement, refused = admit_within_reserve(snapshot, decision.placement)
@@ -100,20 +120,29 @@ def decide_plan(
     if decision.status is SolveStatus.INFEASIBLE:
         oracle = _feasibility_oracle(goal, options)
         conflicts = [rule.label for rule in conflicting_rules(snapshot, oracle)]
-    outcome = outcome_of(decision, cluster.name, conflicts, refused)
+    outcome = outcome_of(decision, cluster.name, conflicts, refused, budget)
+    outcome = replace(outcome, reserve_cost=cost)
     return _reachable_outcome(cluster, goal, evacuate, options, budget, outcome)
 
 
 RETRIES = 3  # decisions again with the VMs that found no safe order held where they are
 RETRY_SHARE = 0.1  # of the time limit, for all of them: the promise is kept within 10 %
 MIN_RETRY_S = 0.5
+RESERVE_SHARE = 0.15  # of the limit, under an HA policy, for the reserve-aware target
+RESERVE_WATCH_SHARE = 0.3  # of the limit, under an HA policy, for following it wave by wave
 FOLLOW_UP_S_PER_VM = 0.000_15  # ordering the moves and the figures, measured at 30,000 VMs
 
 
 def follow_up(cluster: Cluster, budget: Budget) -> float:
     """What to leave, of a wall budget, for what follows the decision: ordering the moves
-    into waves, the indicators, the output. Work budgets count the search alone."""
-    return 0.0 if budget.deterministic else FOLLOW_UP_S_PER_VM * len(cluster.vms)
+    into waves (following the HA reserve wave by wave, under a policy), the indicators, the
+    output. Work budgets count the search alone."""
+    if budget.deterministic:
+        return 0.0
+    ordering = FOLLOW_UP_S_PER_VM * len(cluster.vms)
+    if cluster.policy.ha.required:
+        ordering = max(ordering, RESERVE_WATCH_SHARE * budget.limit)
+    return ordering
 
 
 def _reachable_outcome(
@@ -132,10 +161,8 @@ def _reachable_outcome(
             return outcome
         held |= {m.vm for m in outcome.plan.unresolved}
         again_budget = Budget(limit, budget.deterministic, budget.clock)
-        again = outcome_of(
-            decide(held_in_place(cluster, held), goal, evacuate, options, again_budget),
-            cluster.name,
-        )
+        decision = decide(held_in_place(cluster, held), goal, evacuate, options, again_budget)
+        again = outcome_of(decision, cluster.name, budget=Budget(limit, clock=budget.clock))
         if len(again.plan.unresolved) > len(outcome.plan.unresolved):
             return outcome
         outcome = again
@@ -147,10 +174,12 @@ def outcome_of(
     scenario: str,
     conflicts: list[str] | None = None,
     refused_for_ha: dict[str, str] | None = None,
+    budget: Budget | None = None,
 ) -> Outcome:
-    """The plan that reaches a decided placement, and the figures around it."""
+    """The plan that reaches a decided placement, and the figures around it; the budget
+    bounds how long the waves follow the HA reserve."""
     snapshot = decision.cluster
-    plan = build_plan(snapshot, decision.goal, decision.placement, scenario)
+    plan = build_plan(snapshot, decision.goal, decision.placement, scenario, budget)
     return Outcome(
         decision=decision,
         plan=plan,

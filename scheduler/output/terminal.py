@@ -85,6 +85,13 @@ def _power_line(outcome: Outcome) -> str:
         if not power.reserve_holds:
             return line + "   [red]HA reserve does not hold[/] even with every empty host on"
         line += f" ({len(power.kept_for_reserve)} more stay on for the HA reserve, which holds)"
+    cost = outcome.reserve_cost
+    if cost is not None:
+        chosen = "a target chosen with the reserve" if cost.reserve_aware else "the tightest target"
+        line += (
+            f"\nHA reserve: {cost.powered_hosts} hosts on ({chosen}); without a reserve "
+            f"{cost.reserve_free_hosts} active hosts: the reserve costs {cost.hosts} hosts"
+        )
     return line
 
 

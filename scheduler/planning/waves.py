@@ -29,6 +29,7 @@ from scheduler.ha.watch import ReserveWatch
 from scheduler.model import Cluster, Goal, HostState, iter_moves
 from scheduler.placement.evaluate import is_migration
 from scheduler.placement.state import PlacementState
+from scheduler.solver.budget import Budget
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,12 @@ def _reserve_of(cluster: Cluster) -> ReserveWatch | None:
 
 
 def order_moves(
-    cluster: Cluster, target: Mapping[str, str | None]
+    cluster: Cluster, target: Mapping[str, str | None], budget: Budget | None = None
 ) -> tuple[list[Wave], list[Move], list[str]]:
     """Waves that lead from the current placement to ``target``, the moves left unresolved
-    and the waves that had to break the HA reserve."""
+    and the waves that had to break the HA reserve. Following the reserve wave by wave is
+    what costs time; once ``budget`` is spent the remaining waves are ordered without it, and
+    are named among the breaks (automation never runs such a plan)."""
     units = _units(cluster, target)
     state = PlacementState(cluster, starting_placement(cluster))
     rank = _rank(units)
@@ -86,7 +89,10 @@ def order_moves(
     waves: list[Wave] = []
     reserve = _reserve_of(cluster) if units else None
     breaks: list[str] = []
+    unguarded_from = 0
     while pending:
+        if reserve is not None and budget is not None and budget.exhausted:
+            reserve, unguarded_from = None, len(waves) + 1
         wave, started = _next_wave(cluster, state, units, pending, reserve)
         watched = bool(wave)  # the reserve watch has made these moves already
         if not wave and reserve is not None:
@@ -104,6 +110,11 @@ def order_moves(
         if not held and reserve is not None:
             breaks.append(f"wave {len(waves) + 1}: {reserve.breach()}")
         waves.append(tuple(wave))
+    if unguarded_from:
+        breaks.append(
+            f"waves {unguarded_from}-{len(waves)}: ordered once the time limit was spent, "
+            "without following the reserve (a longer time limit follows it)"
+        )
     unresolved = [m for u in pending for m in units[u]]
     return waves, unresolved, breaks
 
@@ -243,9 +254,13 @@ def _parking_hosts(cluster: Cluster, state: PlacementState, move: Move) -> list[
 
 
 def build_plan(
-    cluster: Cluster, goal: Goal, target: Mapping[str, str | None], scenario: str = ""
+    cluster: Cluster,
+    goal: Goal,
+    target: Mapping[str, str | None],
+    scenario: str = "",
+    budget: Budget | None = None,
 ) -> Plan:
-    waves, unresolved, breaks = order_moves(cluster, target)
+    waves, unresolved, breaks = order_moves(cluster, target, budget)
     return Plan(
         scenario or cluster.name, goal, dict(target), tuple(waves), tuple(unresolved),
         tuple(breaks),

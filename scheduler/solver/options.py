@@ -10,6 +10,9 @@ from scheduler.solver.cpsat.solve import SolverSettings
 
 Progress = Callable[[str, float], None]  # (what is happening, fraction of the time used)
 
+# The pipeline's stages that may be left out; benchmarks measure each one's worth that way.
+STAGES = frozenset({"keep-set", "dive", "closing", "model", "lns"})
+
 
 @dataclass(frozen=True)
 class SearchOptions:
@@ -17,3 +20,4 @@ class SearchOptions:
     full_model_max_pairs: int = 30_000
     neighbourhood_vms: int = 160
     progress: Progress | None = None
+    stages: frozenset[str] = STAGES

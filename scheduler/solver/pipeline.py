@@ -28,15 +28,22 @@ from scheduler.solver.cpsat.solve import SolveStatus, budget_of, solve
 from scheduler.solver.dive.lp_dive import dive_packing, packs_from_scratch
 from scheduler.solver.options import SearchOptions
 from scheduler.solver.reachable import reachable
-from scheduler.solver.scope import must_leave, pending, whole_members, whole_scope
+from scheduler.solver.scope import (
+    in_broken_rules,
+    must_leave,
+    pending,
+    whole_members,
+    whole_scope,
+)
 from scheduler.solver.starts.greedy import (
     empty_hosts,
     fewest_vms_first,
     first_fit_decreasing,
     relieve_overloads,
     repair_rules,
+    send_home,
 )
-from scheduler.solver.starts.keep_set import keep_set_start
+from scheduler.solver.starts.keep_set import keep_set_start, pack_into
 
 LARGE_PACKING_PAIRS = 15_000
 PAIRS_WORTH_COUNTING = 10  # times the largest whole model: rules may cut pairs that much
@@ -81,23 +88,26 @@ def decide(
     options = options or SearchOptions()
     budget = budget or budget_of(options.solver)
     cluster = reachable(for_goal(cluster, goal, evacuate), goal)
+    stages = options.stages
     starts = budget.share(min(KEEP_SET_MAX_S, STARTS_SHARE * budget.limit))
-    start = greedy_start(cluster, goal, starts)
+    start = greedy_start(cluster, goal, starts if "keep-set" in stages else None)
     lp_bound = 0
-    if goal is Goal.CONSOLIDATE and packs_from_scratch(cluster) and budget.watches_clock():
+    dive = goal is Goal.CONSOLIDATE and "dive" in stages and budget.watches_clock()
+    if dive and packs_from_scratch(cluster):
         _report(options, budget, "packing by an LP dive")
         dived, lp = dive_packing(cluster, start, budget.share(DIVE_SHARE * budget.limit))
         if dived is not None and score(cluster, goal, dived) < score(cluster, goal, start):
             start = dived
         if all(host is not None for host in start.values()):
             lp_bound = lp or 0  # a bound for placing every VM
-    closing = _closing_share(cluster, goal)
+    closing = _closing_share(cluster, goal) if "closing" in stages else 0.0
     if closing:
         _report(options, budget, "closing hosts")
         start = _closed_hosts(
             cluster, goal, start, budget.share(closing * budget.left()), options.solver.seed,
             lp_bound,
         )  # fmt: skip
+        start = _fewer_moves(cluster, goal, start)
     if lp_bound and _at_bound(cluster, goal, start, lp_bound):
         return Decision(goal, cluster, start, SolveStatus.OPTIMAL, lp_bound, budget.spent(), "dive")
     free, hosts = whole_members(cluster, goal, start)
@@ -105,10 +115,13 @@ def decide(
     small = len(free) * len(hosts) <= PAIRS_WORTH_COUNTING * options.full_model_max_pairs
     scope = whole_scope(cluster, goal, start) if small else None
     pairs = sum(len(c) for c in scope.candidates.values()) if scope is not None else -1
-    if scope is not None and pairs <= options.full_model_max_pairs:
+    if scope is not None and pairs <= options.full_model_max_pairs and "model" in stages:
         _report(options, budget, f"solving one model: {len(scope.free)} VMs, {pairs} choices")
         return _whole_model(cluster, goal, scope, start, lp_bound, options, budget)
-    placement, iterations = lns.improve(cluster, goal, start, set(free), budget, options)
+    placement, iterations = start, 0
+    if "lns" in stages:
+        placement, iterations = lns.improve(cluster, goal, start, set(free), budget, options)
+    placement = _fewer_moves(cluster, goal, placement)
     bound = max(_placed_bound(cluster, placement), lp_bound)
     status = (
         SolveStatus.OPTIMAL if _at_bound(cluster, goal, placement, bound) else SolveStatus.FEASIBLE
@@ -132,6 +145,24 @@ def _whole_model(
     if status is SolveStatus.INFEASIBLE:
         placement = start
     return Decision(goal, cluster, placement, status, bound, budget.spent(), "full")
+
+
+def _fewer_moves(
+    cluster: Cluster, goal: Goal, placement: dict[str, str | None]
+) -> dict[str, str | None]:
+    """The target, or one on the same hosts with fewer moves: its moves that buy nothing
+    undone, or every VM of those hosts kept where it runs and the others packed onto them
+    (what the host-closing search reshaped on its way need not move at all)."""
+    if goal is not Goal.CONSOLIDATE:
+        return placement
+    active = sorted({h for h in placement.values() if h is not None})
+    candidates = [send_home(cluster, placement)]
+    if not in_broken_rules(cluster, cluster.current_placement):
+        repacked = pack_into(cluster, cluster.current_placement, active)
+        if repacked is not None and _within_budget(cluster, repacked):
+            candidates.append(repacked)
+    best = min(candidates, key=lambda p: score(cluster, goal, p))
+    return best if score(cluster, goal, best) < score(cluster, goal, placement) else placement
 
 
 def _placed_bound(cluster: Cluster, placement: Mapping[str, str | None]) -> int:

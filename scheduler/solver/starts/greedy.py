@@ -6,13 +6,14 @@
   they all fit; otherwise leave the host untouched. Ordered by fewest VMs and fitted best
   fit, it is vmpack's incremental start.
 - ``first_fit_decreasing``: pack every VM from scratch, ignoring where it runs now.
+- ``send_home``: undo the moves of a target that buy nothing.
 
 Waiting VMs are placed by ``placement.packer.place_pending``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -120,4 +121,23 @@ def first_fit_decreasing(
         host = packer.choose(vm, active, fit) or packer.choose(vm, everything & ~active, "first")
         if host is not None:
             packer.move(vm, host)
+    return packer.state.placement()
+
+
+def send_home(cluster: Cluster, placement: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Moves undone where they buy nothing: a VM the target moves goes back to the host it
+    runs on when that host stays active, has room and every hard rule allows it, the largest
+    first (the most memory not moved). VMs of soft rules and of groups that move together
+    keep their target: their moves are weighed together. No host is added, and one may be
+    freed; the searches before may leave many such moves when they ran out of time."""
+    packer = Packer(cluster, placement)
+    tied = {vm for rule in cluster.rules if rule.soft or rule.wave_group for vm in rule.vms}
+    movers = [
+        v.name for v in cluster.vms
+        if v.host is not None and v.name not in tied and placement.get(v.name) not in (None, v.host)
+    ]  # fmt: skip
+    for vm in sorted(movers, key=size_key(packer), reverse=True):
+        home = str(cluster.vm_by_name[vm].host)
+        if packer.count[packer.index[home]] > 0 and packer.can_take(vm, home):
+            packer.move(vm, home)
     return packer.state.placement()

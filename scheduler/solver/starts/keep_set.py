@@ -5,7 +5,7 @@
    that run the most VMs now, so that few VMs have to move.
 2. Packing: VMs on kept hosts stay; the others go best fit, largest first, onto kept hosts.
 
-If some VM finds no room, the slack grows and both steps run again. On large clusters this
+The slack is found by bisection: where some VM finds no room, it grows. On large clusters this
 lands within a host or two of the volume bound in a second or two, which a host-by-host
 greedy does not when hosts differ in size; the large-neighbourhood search then polishes it.
 """
@@ -20,10 +20,12 @@ from collections.abc import Mapping
 import numpy as np
 from ortools.sat.python import cp_model
 
-from scheduler.model import Cluster, Host, HostState
+from scheduler.model import Cluster, HaPolicy, Host, HostState
 from scheduler.placement.packer import Packer, size_key
 from scheduler.solver.budget import Budget
 from scheduler.solver.cpsat.solve import solve_within
+
+Kind = tuple[tuple[tuple[str, int], ...], str | None]  # capacity, failure domain
 
 SLACKS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2)
 
@@ -34,21 +36,26 @@ def select_hosts(
     slack: float,
     budget: Budget,
     max_hosts: int | None = None,
+    reserve: HaPolicy | None = None,
 ) -> list[str] | None:
     """Hosts to keep. With ``max_hosts`` the count is a budget rather than the first aim, and
-    the hosts kept are those that let the most VMs stay.
+    the hosts kept are those that let the most VMs stay. With a ``reserve``, the hosts kept
+    must still cover the demand after any failure it names: without any failure domain, and
+    without the largest hosts kept, as many as the host failures to tolerate.
 
-    Hosts of one model (the same capacity) differ only in how many VMs they run, so the
-    model decides how many of each to keep, and those kept are the busiest: a handful of
-    integers whatever the size of the cluster, where a boolean per host of a few models
-    drowns CP-SAT's presolve in symmetric hosts."""
+    Hosts of one model (the same capacity) in one failure domain differ only in how many VMs
+    they run, so the model decides how many of each to keep, and those kept are the busiest:
+    a handful of integers whatever the size of the cluster, where a boolean per host of a few
+    models drowns CP-SAT's presolve in symmetric hosts."""
     residents = Counter(h for h in placement.values() if h is not None)
-    by_model: dict[tuple[tuple[str, int], ...], list[Host]] = {}
+    label = reserve.failure_domain if reserve is not None else None
+    by_model: dict[Kind, list[Host]] = {}
     for h in cluster.hosts:
         if h.state is HostState.UP:
-            by_model.setdefault(tuple(sorted(h.capacity.items())), []).append(h)
+            domain = h.labels.get(label) if label is not None else None
+            by_model.setdefault((tuple(sorted(h.capacity.items())), domain), []).append(h)
     model = cp_model.CpModel()
-    count: dict[tuple[tuple[str, int], ...], cp_model.IntVar] = {}
+    count: dict[Kind, cp_model.IntVar] = {}
     staying: list[cp_model.IntVar] = []
     for key, hosts in by_model.items():
         hosts.sort(key=lambda h: -residents[h.name])  # stable: the snapshot's order breaks ties
@@ -58,11 +65,19 @@ def select_hosts(
         model.add_element(count[key], prefix, kept_residents)
         staying.append(kept_residents)
         model.add_hint(count[key], sum(1 for h in hosts if residents[h.name] > 0))
+    failures = reserve.host_failures_to_tolerate if reserve is not None else 0
+    domains = {key[1] for key in count if key[1] is not None}
     for resource in cluster.resources:
         demand = sum(v.demand.get(resource, 0) for v in cluster.vms)
-        if demand:
-            needed = math.ceil(demand * (1 + slack))
-            model.add(sum(dict(key).get(resource, 0) * n for key, n in count.items()) >= needed)
+        if not demand:
+            continue
+        needed = math.ceil(demand * (1 + slack))
+        room = {key: dict(key[0]).get(resource, 0) for key in count}
+        # N+k: the k largest hosts of any model may fail (a bound that errs on the safe side).
+        largest = max(room.values(), default=0)
+        model.add(sum(room[key] * n for key, n in count.items()) - failures * largest >= needed)
+        for domain in sorted(domains):  # one domain down: the others carry everything
+            model.add(sum(room[key] * n for key, n in count.items() if key[1] != domain) >= needed)
     weight = 1 + sum(residents.values())  # one host outweighs every VM staying
     if max_hosts is not None:
         model.add(sum(count.values()) <= max_hosts)
@@ -97,18 +112,21 @@ def keep_set_start(
     start: Mapping[str, str | None],
     budget: Budget,
     max_hosts: int | None = None,
+    reserve: HaPolicy | None = None,
 ) -> dict[str, str | None] | None:
-    """The tightest slack at which choosing and packing both succeed within the budget, or
-    None. Each choice may take a quarter of the budget, and two seconds at most."""
-    for slack in SLACKS:
-        if budget.exhausted:
-            return None
-        keep = select_hosts(
-            cluster, start, slack, budget.share(min(2.0, budget.limit / 4)), max_hosts
-        )
-        if keep is None:
-            continue
-        packed = pack_into(cluster, start, keep)
-        if packed is not None:
-            return packed
-    return None
+    """The packing at the tightest slack where choosing and packing both succeed, found by
+    bisection over ``SLACKS`` (packing succeeds more often as the slack grows, choosing hosts
+    under ``max_hosts`` less often), or None.
+    Each choice may take a quarter of the budget, and two seconds at most."""
+    best = None
+    low, high = 0, len(SLACKS) - 1
+    while low <= high and not budget.exhausted:
+        middle = (low + high) // 2
+        share = budget.share(min(2.0, budget.limit / 4))
+        keep = select_hosts(cluster, start, SLACKS[middle], share, max_hosts, reserve)
+        packed = pack_into(cluster, start, keep) if keep is not None else None
+        if keep is None or packed is not None:  # no hosts hold that much more: less slack
+            best, high = packed or best, middle - 1
+        else:
+            low = middle + 1
+    return best
