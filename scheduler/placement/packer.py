@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 
 from scheduler.model import Cluster, HostState
-from scheduler.placement.ranking import ranked, with_room
+from scheduler.placement.ranking import aligned, ranked, with_room
 from scheduler.placement.state import PlacementState
 
-Fit = str  # "best" or "first"
+Fit = str  # "best", "first" or "aligned" (see ``ranking``)
 
 
 class Packer:
@@ -73,6 +73,8 @@ class Packer:
         vector, allowed = self.demand(vm), allowed & self.open
         if fit == "best":
             candidates = ranked(self.free, vector, allowed, self.scale)
+        elif fit == "aligned":
+            candidates = aligned(self.free, vector, allowed, self.scale)
         else:
             candidates = with_room(self.free, vector, allowed)
         for i in candidates.tolist():

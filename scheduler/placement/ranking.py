@@ -29,6 +29,20 @@ def ranked(
     return result
 
 
+def aligned(
+    free: np.ndarray, demand: np.ndarray, allowed: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """The allowed hosts with room, the one whose free room points most the way the demand
+    does first (the largest dot product, every resource a share of ``scale``): a VM heavy in
+    memory goes where memory is plentiful. Best fit packs one resource tight and strands
+    another when two are scarce at once (memory and disk); this keeps them in step, the
+    dot-product rule of Panigrahy et al. for vector bin packing."""
+    candidates = with_room(free, demand, allowed)
+    alignment = ((free[candidates] / scale) * (demand / scale)).sum(axis=1)
+    result: np.ndarray = candidates[np.argsort(-alignment, kind="stable")]
+    return result
+
+
 def best_fit(
     free: np.ndarray, demand: np.ndarray, allowed: np.ndarray, scale: np.ndarray
 ) -> int | None:

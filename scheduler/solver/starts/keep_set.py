@@ -1,9 +1,10 @@
 """Consolidation by decomposition: first choose the hosts to keep, then pack into them.
 
-1. Host selection (a small CP-SAT model, one boolean per host): the fewest hosts whose
+1. Host selection (a small CP-SAT model, an integer per host model): the fewest hosts whose
    capacity covers the total demand of every resource plus a slack; among those, the hosts
    that run the most VMs now, so that few VMs have to move.
-2. Packing: VMs on kept hosts stay; the others go best fit, largest first, onto kept hosts.
+2. Packing: VMs on kept hosts stay; the others go best fit, largest first, onto kept hosts,
+   or by alignment where best fit strands one (two resources scarce at once).
 
 The slack is found by bisection: where some VM finds no room, it grows. On large clusters this
 lands within a host or two of the volume bound in a second or two, which a host-by-host
@@ -93,14 +94,25 @@ def select_hosts(
 def pack_into(
     cluster: Cluster, start: Mapping[str, str | None], keep: list[str]
 ) -> dict[str, str | None] | None:
-    """VMs on ``keep`` stay, the rest are packed onto ``keep``; None if one finds no room."""
-    kept = set(keep)
+    """VMs on ``keep`` stay, the rest are packed onto ``keep``, largest first: best fit, and
+    where that strands a VM, by alignment (which keeps two scarce resources in step); None
+    if neither finds room for every VM."""
+    for fit in ("best", "aligned"):
+        packed = _packed(cluster, start, set(keep), fit)
+        if packed is not None:
+            return packed
+    return None
+
+
+def _packed(
+    cluster: Cluster, start: Mapping[str, str | None], kept: set[str], fit: str
+) -> dict[str, str | None] | None:
     stays = {vm: (h if h in kept else None) for vm, h in start.items()}
     packer = Packer(cluster, stays)
     mask = np.array([h in kept for h in packer.hosts])
     movers = [vm for vm, h in stays.items() if h is None]
     for vm in sorted(movers, key=size_key(packer), reverse=True):
-        target = packer.choose(vm, mask, "best")
+        target = packer.choose(vm, mask, fit)
         if target is None:
             return None
         packer.move(vm, target)
