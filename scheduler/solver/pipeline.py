@@ -84,8 +84,7 @@ def decide(
     budget = budget or budget_of(options.solver)
     cluster = reachable(for_goal(cluster, goal, evacuate), goal)
     stages = options.stages
-    starts = budget.share(min(KEEP_SET_MAX_S, STARTS_SHARE * budget.limit))
-    start = greedy_start(cluster, goal, starts if "keep-set" in stages else None)
+    start = greedy_start(cluster, goal, budget if "keep-set" in stages else None)
     lp_bound = 0
     dive = goal is Goal.CONSOLIDATE and "dive" in stages and budget.watches_clock()
     if dive and packs_from_scratch(cluster):
@@ -191,7 +190,7 @@ def greedy_start(
     cluster: Cluster, goal: Goal, budget: Budget | None = None
 ) -> dict[str, str | None]:
     """The best of several quick placements; the keep-set start (CP-SAT choosing the hosts
-    to keep) runs when there is a budget, and within it."""
+    to keep) runs when there is a budget, on a share of it taken when it starts."""
     waiting = set(pending(cluster))
     placement = {
         vm: (None if vm in waiting else host) for vm, host in cluster.current_placement.items()
@@ -216,7 +215,10 @@ def greedy_start(
         moves_left -= indicators(cluster, packer.state.placement()).moves
     empty_hosts(packer, fewest_vms_first(packer), fit="best", max_moves=moves_left)
     starts = [packer.state.placement()]
-    by_keep_set = keep_set_start(cluster, placement, budget) if budget is not None else None
+    by_keep_set = None
+    if budget is not None:
+        share = budget.share(min(KEEP_SET_MAX_S, STARTS_SHARE * budget.limit))
+        by_keep_set = keep_set_start(cluster, placement, share)
     if by_keep_set is not None:
         starts.append(by_keep_set)
     if len(cluster.vms) <= REPACK_MAX_VMS:  # a packing from scratch, when it saves hosts

@@ -110,7 +110,7 @@ class _Search:
             closable = self.rng.choice(choice, min(CLOSED, len(choice)), replace=False)
         s = self.s = steps.close(s, closable[:CLOSED])
         patience = max(STALL_STEPS, 20 * len(s.at))
-        chunk = 16
+        chunk = 1  # doubled while steps are cheap: one step can take seconds on a large pool
         while (allowed := self._steps_allowed(chunk)) > 0:
             started = self.budget.clock()
             stop, taken = steps.run_steps(s, allowed, patience, REPACK_AFTER)
