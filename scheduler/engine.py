@@ -120,7 +120,8 @@ def decide_plan(
     if decision.status is SolveStatus.INFEASIBLE:
         oracle = _feasibility_oracle(goal, options)
         conflicts = [rule.label for rule in conflicting_rules(snapshot, oracle)]
-    outcome = outcome_of(decision, cluster.name, conflicts, refused, budget)
+    power = cost.power if cost is not None else None
+    outcome = outcome_of(decision, cluster.name, conflicts, refused, budget, power)
     outcome = replace(outcome, reserve_cost=cost)
     return _reachable_outcome(cluster, goal, evacuate, options, budget, outcome)
 
@@ -175,9 +176,11 @@ def outcome_of(
     conflicts: list[str] | None = None,
     refused_for_ha: dict[str, str] | None = None,
     budget: Budget | None = None,
+    power: PowerAdvice | None = None,
 ) -> Outcome:
     """The plan that reaches a decided placement, and the figures around it; the budget
-    bounds how long the waves follow the HA reserve."""
+    bounds how long the waves follow the HA reserve. ``power``: the placement's power
+    advice, when the caller has it already (it is the dearest figure under HA)."""
     snapshot = decision.cluster
     plan = build_plan(snapshot, decision.goal, decision.placement, scenario, budget)
     return Outcome(
@@ -188,7 +191,7 @@ def outcome_of(
         soft_rules_broken=broken_soft_rules(snapshot, decision.placement),
         left_behind=stranded(snapshot, decision.placement),
         conflicting_rules=conflicts or [],
-        power=power_advice(snapshot, decision.placement),
+        power=power or power_advice(snapshot, decision.placement),
         refused_for_ha=refused_for_ha or {},
         reserve_breaks=list(plan.reserve_breaks),
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from scheduler.ha.power import power_advice
+from scheduler.ha.power import PowerAdvice, power_advice
 from scheduler.model import Cluster, Goal
 from scheduler.placement.evaluate import indicators, score
 from scheduler.solver.budget import Budget
@@ -34,6 +34,7 @@ class ReserveCost:
     reserve_free_hosts: int  # active hosts of the pipeline's answer, before any reserve
     powered_hosts: int  # hosts on in the chosen target: active plus kept for the reserve
     reserve_aware: bool  # the reserve-aware target was chosen
+    power: PowerAdvice  # of the chosen target, so that the plan's figures need not ask again
 
     @property
     def hosts(self) -> int:
@@ -43,7 +44,10 @@ class ReserveCost:
 def powered_hosts(cluster: Cluster, placement: Mapping[str, str | None]) -> int:
     """Active hosts and the empty hosts the reserve keeps on; every host that may receive VMs
     when the reserve cannot hold at all."""
-    advice = power_advice(cluster, placement)
+    return _powered(cluster, placement, power_advice(cluster, placement))
+
+
+def _powered(cluster: Cluster, placement: Mapping[str, str | None], advice: PowerAdvice) -> int:
     if not advice.reserve_holds:
         return sum(1 for h in cluster.hosts if h.accepts_vms)
     return indicators(cluster, placement).active_hosts + len(advice.kept_for_reserve)
@@ -55,16 +59,18 @@ def with_reserve(
     """The target to keep: the reserve-free one or the reserve-aware one, whichever keeps
     fewer hosts on (then the goal's order), and what the reserve costs."""
     free_hosts = indicators(cluster, reserve_free).active_hosts
-    free_powered = powered_hosts(cluster, reserve_free)
+    free_advice = power_advice(cluster, reserve_free)
+    free_powered = _powered(cluster, reserve_free, free_advice)
     reserve = cluster.policy.ha
     aware = keep_set_start(cluster, cluster.current_placement, budget, reserve=reserve)
     if aware is not None and _admissible(cluster, reserve_free, aware):
-        aware_powered = powered_hosts(cluster, aware)
+        aware_advice = power_advice(cluster, aware)
+        aware_powered = _powered(cluster, aware, aware_advice)
         if (aware_powered, score(cluster, goal, aware)) < (
             free_powered, score(cluster, goal, reserve_free)
         ):  # fmt: skip
-            return aware, ReserveCost(free_hosts, aware_powered, True)
-    return reserve_free, ReserveCost(free_hosts, free_powered, False)
+            return aware, ReserveCost(free_hosts, aware_powered, True, aware_advice)
+    return reserve_free, ReserveCost(free_hosts, free_powered, False, free_advice)
 
 
 def _admissible(
