@@ -3,13 +3,16 @@ checker; consolidation never adds active hosts; the result never beats the lower
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler.engine import decide_plan
 from scheduler.model import Goal
+from scheduler.placement.ranking import aligned, best_aligned, best_fit, ranked, with_room
 from scheduler.planning.check import check_plan
 from scheduler.solver.cpsat.solve import SolverSettings
 from scheduler.solver.options import SearchOptions
@@ -77,3 +80,32 @@ def test_consolidation_never_adds_hosts_nor_beats_the_bound(data: dict[str, Any]
     if not summary["unplaced_or_stranded"] and not summary["placements"]:
         assert summary["active_hosts_after"] <= summary["active_hosts_before"]
     assert summary["moves"] >= summary["moves_lower_bound"]
+
+
+@st.composite
+def free_rooms(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    hosts = draw(st.integers(1, 12))
+    rows = draw(st.lists(st.lists(st.integers(-4, 40), min_size=3, max_size=3), min_size=hosts,
+                         max_size=hosts))  # fmt: skip
+    demand = np.array(draw(st.lists(st.integers(0, 20), min_size=3, max_size=3)))
+    allowed = np.array(draw(st.lists(st.booleans(), min_size=hosts, max_size=hosts)))
+    return np.array(rows, dtype=np.int64, order="F"), demand, allowed
+
+
+@settings(max_examples=200, deadline=None)
+@given(free_rooms())
+def test_the_fast_picks_are_the_rankings_first(room: tuple[np.ndarray, ...]) -> None:
+    """Best fit and alignment without sorting pick the host their full ranking puts first,
+    and a host has room exactly when it holds the demand in every resource."""
+    free, demand, allowed = room
+    scale = np.maximum(free.max(axis=0), 1).astype(np.float64)
+    fitting = [
+        i for i in range(len(free)) if allowed[i] and all(free[i] >= demand)
+    ]  # fmt: skip
+    assert with_room(free, demand, allowed).tolist() == fitting
+    for first, rank in ((best_fit, ranked), (best_aligned, aligned)):
+        order = rank(free, demand, allowed, scale).tolist()
+        assert sorted(order) == fitting
+        assert first(free, demand, allowed, scale) == (order[0] if order else None)
+    slack = [((free[i] - demand) / scale).sum() for i in ranked(free, demand, allowed, scale)]
+    assert all(a <= b + 1e-9 for a, b in pairwise(slack))  # tightest first

@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 
 from scheduler.model import Cluster, HostState
-from scheduler.placement.ranking import aligned, ranked, with_room
+from scheduler.placement.ranking import (
+    aligned,
+    best_aligned,
+    best_fit,
+    free_share,
+    ranked,
+    with_room,
+)
 from scheduler.placement.state import PlacementState
 
 Fit = str  # "best", "first" or "aligned" (see ``ranking``)
@@ -33,9 +40,11 @@ class Packer:
         shape = (len(self.hosts), len(self.resources))  # also with no host at all
         self.capacity = np.array(capacity, dtype=np.int64).reshape(shape)
         self.scale = np.maximum(self.capacity.max(axis=0, initial=0), 1).astype(np.float64)
-        self.free = self.capacity.copy()
+        # Column-major: ranking hosts reads one resource of every host at a time.
+        self.free = np.array(self.capacity, order="F")  # a copy
         for i, host in enumerate(self.hosts):
             self.free[i] -= self._vector(self.state.load[host])
+        self.share = free_share(self.free, self.scale)  # kept up to date by every move
         self.open = np.array([h.state is HostState.UP for h in cluster.hosts])
         # VMs per host, so that telling active hosts from empty ones is one comparison.
         self.count = np.array([len(self.state.residents[h]) for h in self.hosts])
@@ -53,11 +62,15 @@ class Packer:
             self._demands[vm] = vector
         return vector
 
+    def _demand_share(self, vm: str) -> float:
+        return float((self.demand(vm) / self.scale).sum())
+
     def move(self, vm: str, target: str) -> None:
         self.unplace(vm)
         self.state.add(vm, target)
         i = self.index[target]
         self.free[i] -= self.demand(vm)
+        self.share[i] -= self._demand_share(vm)
         self.count[i] += 1
 
     def unplace(self, vm: str) -> None:
@@ -65,16 +78,25 @@ class Packer:
         if source is not None:
             i = self.index[source]
             self.free[i] += self.demand(vm)
+            self.share[i] += self._demand_share(vm)
             self.count[i] -= 1
             self.state.remove(vm, source)
 
     def choose(self, vm: str, allowed: np.ndarray, fit: Fit) -> str | None:
-        """The host for ``vm`` among ``allowed`` (a boolean mask), or None."""
+        """The host for ``vm`` among ``allowed`` (a boolean mask), or None. The rules are
+        asked about the best host first; only if they refuse it are the hosts ranked."""
         vector, allowed = self.demand(vm), allowed & self.open
-        if fit == "best":
-            candidates = ranked(self.free, vector, allowed, self.scale)
-        elif fit == "aligned":
-            candidates = aligned(self.free, vector, allowed, self.scale)
+        if fit in ("best", "aligned"):
+            if fit == "best":
+                first = best_fit(self.free, vector, allowed, self.scale, self.share)
+            else:
+                first = best_aligned(self.free, vector, allowed, self.scale)
+            if first is None:
+                return None
+            if self.state.rules_allow(vm, self.hosts[first]):
+                return self.hosts[first]
+            rank = ranked if fit == "best" else aligned
+            candidates = rank(self.free, vector, allowed, self.scale)
         else:
             candidates = with_room(self.free, vector, allowed)
         for i in candidates.tolist():
