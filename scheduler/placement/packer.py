@@ -129,10 +129,16 @@ def size_key(packer: Packer, measure: str = "max") -> Callable[[str], float]:
     return key
 
 
+def largest_first(packer: Packer, vms: Iterable[str]) -> list[str]:
+    """``vms`` largest first, equal sizes by name: a set's order (which changes from one
+    process to the next) never decides, so that a plan repeats."""
+    return sorted(sorted(vms), key=size_key(packer), reverse=True)
+
+
 def place_pending(packer: Packer, vms: Iterable[str], fit: Fit = "best") -> list[str]:
     """Place ``vms`` largest first; returns those that found no host."""
     unplaced = []
-    for vm in sorted(vms, key=size_key(packer), reverse=True):
+    for vm in largest_first(packer, vms):
         active = packer.active_mask()
         host = packer.choose(vm, active, fit) or packer.choose(vm, ~active, fit)
         if host is None:

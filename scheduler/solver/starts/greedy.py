@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from scheduler.model import Cluster
-from scheduler.placement.packer import Fit, Packer, place_pending, size_key
+from scheduler.placement.packer import Fit, Packer, largest_first, place_pending, size_key
 from scheduler.rules import Rule
 from scheduler.rules.base import PlacementView
 
@@ -30,7 +30,7 @@ def relieve_overloads(packer: Packer) -> list[tuple[str, str]]:
     for i in np.flatnonzero((packer.free < 0).any(axis=1)):
         host = packer.hosts[i]
         over = packer.free[i] < 0
-        for vm in sorted(packer.state.residents[host], key=size_key(packer)):
+        for vm in reversed(largest_first(packer, packer.state.residents[host])):
             if (packer.free[i] >= 0).all():
                 break
             if (packer.demand(vm)[over] > 0).any():
@@ -76,7 +76,7 @@ def empty_hosts(
     closed = np.zeros(len(packer.hosts), dtype=bool)  # emptied hosts receive nothing more
     emptied = []
     for host in order:
-        residents = sorted(packer.state.residents[host], key=size_key(packer), reverse=True)
+        residents = largest_first(packer, packer.state.residents[host])
         if not residents or len(residents) > budget:
             continue
         i = packer.index[host]
