@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from scheduler.model import Cluster, Goal, vms_by_host
+from scheduler.model import Cluster, Goal, add_into
 from scheduler.placement.evaluate import score
 from scheduler.solver.bounds import active_hosts_lower_bound, moves_lower_bound
 from scheduler.solver.budget import Budget
@@ -44,49 +44,108 @@ def improve(
 ) -> tuple[dict[str, str | None], int]:
 
     rng = random.Random(options.solver.seed)
-    incumbent, best = dict(start), score(cluster, goal, start)
+    incumbent, best = _Incumbent(cluster, start), score(cluster, goal, start)
     resisted: Counter[str] = Counter()
     leaving = set(must_leave(cluster, goal))
     waiting = {vm for vm in pending(cluster) if start.get(vm) is None}
     groups = _affinity_groups(cluster)
     usable = [h.name for h in cluster.hosts if h.accepts_vms]
+    at_bounds = _Bounds(cluster)
     iterations = 0
     while (remaining := budget.left()) > MIN_STEP_S:
-        if goal is Goal.CONSOLIDATE and _at_bounds(cluster, best):
+        if goal is Goal.CONSOLIDATE and at_bounds(best):
             break  # hosts and moves both at their lower bounds: nothing left to gain
         iterations += 1
-        hosts, focus = _neighbourhood(
+        # Consolidation alternates: hosts to close, then moves to undo.
+        homecoming = None
+        if goal is Goal.CONSOLIDATE and iterations % 2 == 0:
+            homecoming = _homecoming(incumbent, rng, options.neighbourhood_vms)
+        hosts, focus = homecoming or _neighbourhood(
             cluster, goal, incumbent, usable, rng, resisted, options.neighbourhood_vms
         )
         free = _free_vms(incumbent, hosts, movable, groups, rng, options.neighbourhood_vms)
         if not free:
             break
-        scope = make_scope(cluster, free, hosts, incumbent, waiting, leaving)
+        scope = make_scope(cluster, free, hosts, incumbent.placement, waiting, leaving)
         workers = options.solver.workers or min(
             2, os.cpu_count() or 1
         )  # short solves: no portfolio
         settings = replace(options.solver, workers=workers, seed=options.solver.seed + iterations)
         step = budget.share(min(MAX_STEP_S, remaining))
-        result = solve(Encoding(cluster, scope), goal, settings, hint=incumbent, budget=step)
+        result = solve(
+            Encoding(cluster, scope), goal, settings, hint=incumbent.placement, budget=step
+        )
         budget.charge(max(0.0, MIN_STEP_WORK - result.work))  # trivial steps still count
         candidate = result.placement
-        if candidate is not None and (new := score(cluster, goal, candidate)) < best:
-            incumbent, best = dict(candidate), new
+        # A sub-model that moved nothing scores as the incumbent: only a change is scored.
+        changed = candidate is not None and incumbent.differs(candidate, free)
+        if candidate is not None and changed and (new := score(cluster, goal, candidate)) < best:
+            incumbent.take(candidate, free)
+            best = new
         else:
             resisted.update(focus)
         if options.progress is not None:
             fraction = budget.spent() / max(1e-9, budget.limit)
             options.progress(f"improving: step {iterations}, score {best}", min(1.0, fraction))
-    return incumbent, iterations
+    return incumbent.placement, iterations
 
 
-def _at_bounds(cluster: Cluster, best: tuple[float, ...]) -> bool:
-    missing, hosts, soft, moves = best[0], int(best[1]), best[2], best[3]
-    return (
-        missing == 0 and soft == 0
-        and hosts <= active_hosts_lower_bound(cluster)
-        and moves <= moves_lower_bound(cluster, hosts)
-    )  # fmt: skip
+class _Incumbent:
+    """The best placement so far with its residents and loads per host, updated VM by VM
+    when a sub-model improves it: each step reads them, and recounting 10,000 VMs per step
+    cost more than the solve."""
+
+    def __init__(self, cluster: Cluster, placement: Mapping[str, str | None]) -> None:
+        self.cluster = cluster
+        self.placement = dict(placement)
+        self.residents: dict[str, set[str]] = {h.name: set() for h in cluster.hosts}
+        self.loads: dict[str, dict[str, int]] = {h.name: {} for h in cluster.hosts}
+        self.homeless: set[str] = set()
+        # host -> its VMs that the incumbent moves elsewhere: the moves that may be undone
+        self.exiles: dict[str, set[str]] = {h.name: set() for h in cluster.hosts}
+        self.home = {v.name: v.host for v in cluster.vms}
+        for vm, host in self.placement.items():
+            self._add(vm, host)
+
+    def _add(self, vm: str, host: str | None, sign: int = 1) -> None:
+        home = self.home[vm]
+        if home is not None and home != host and home in self.exiles:
+            (self.exiles[home].add if sign > 0 else self.exiles[home].discard)(vm)
+        if host is None:
+            (self.homeless.add if sign > 0 else self.homeless.discard)(vm)
+            return
+        (self.residents[host].add if sign > 0 else self.residents[host].discard)(vm)
+        add_into(self.loads[host], self.cluster.vm_by_name[vm].demand, sign)
+
+    def differs(self, candidate: Mapping[str, str | None], free: list[str]) -> bool:
+        return any(candidate.get(vm) != self.placement[vm] for vm in free)
+
+    def take(self, candidate: Mapping[str, str | None], free: list[str]) -> None:
+        """Adopt ``candidate``, which differs from the incumbent only on ``free`` VMs."""
+        for vm in free:
+            old, new = self.placement[vm], candidate.get(vm)
+            if old != new:
+                self._add(vm, old, -1)
+                self._add(vm, new)
+                self.placement[vm] = new
+
+
+class _Bounds:
+    """Whether a consolidation's score is at the lower bounds of hosts and moves (computed
+    once per host count: they depend on the cluster alone)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.hosts = active_hosts_lower_bound(cluster)
+        self.moves: dict[int, int] = {}
+
+    def __call__(self, best: tuple[float, ...]) -> bool:
+        missing, hosts, soft, moves = best[0], int(best[1]), best[2], best[3]
+        if missing or soft or hosts > self.hosts:
+            return False
+        if hosts not in self.moves:
+            self.moves[hosts] = moves_lower_bound(self.cluster, hosts)
+        return moves <= self.moves[hosts]
 
 
 def _affinity_groups(cluster: Cluster) -> dict[str, tuple[str, ...]]:
@@ -98,16 +157,15 @@ def _affinity_groups(cluster: Cluster) -> dict[str, tuple[str, ...]]:
 
 
 def _free_vms(
-    incumbent: Mapping[str, str | None],
+    incumbent: _Incumbent,
     hosts: list[str],
     movable: set[str],
     groups: Mapping[str, tuple[str, ...]],
     rng: random.Random,
     budget: int,
 ) -> list[str]:
-    inside = set(hosts)
-    free = [vm for vm, h in incumbent.items() if h in inside and vm in movable]
-    homeless = [vm for vm, h in incumbent.items() if h is None and vm in movable]
+    free = [vm for h in hosts for vm in sorted(incumbent.residents[h]) if vm in movable]
+    homeless = sorted(vm for vm in incumbent.homeless if vm in movable)
     free += rng.sample(homeless, min(len(homeless), max(1, budget // 4)))
     # An affinity group is free only as a whole, and only if all of it is inside.
     chosen = set(free)
@@ -117,16 +175,16 @@ def _free_vms(
 def _neighbourhood(
     cluster: Cluster,
     goal: Goal,
-    incumbent: Mapping[str, str | None],
+    incumbent: _Incumbent,
     usable: list[str],
     rng: random.Random,
     resisted: Counter[str],
     budget: int,
 ) -> tuple[list[str], list[str]]:
     """(hosts of the sub-model, the hosts it is meant to relieve)."""
-    residents = vms_by_host(incumbent)
-    active = [h for h in usable if residents.get(h)]
-    free_share = _free_share(cluster, incumbent, usable)
+    residents = incumbent.residents
+    active = [h for h in usable if residents[h]]
+    free_share = _free_share(cluster, incumbent.loads, usable)
     if goal is Goal.CONSOLIDATE and active:
         ranked = sorted(active, key=lambda h: (resisted[h], len(residents[h]), -free_share[h]))
         focus = rng.sample(ranked[: min(8, len(ranked))], k=min(len(ranked), rng.choice((1, 1, 2))))
@@ -153,6 +211,29 @@ def _neighbourhood(
     return hosts, focus
 
 
+def _homecoming(
+    incumbent: _Incumbent, rng: random.Random, budget: int
+) -> tuple[list[str], list[str]] | None:
+    """Moves to undo: an active host whose own VMs the incumbent sends elsewhere, with the
+    hosts that hold them (those holding the most first), so that the sub-model can bring
+    them home by moving others aside. The search for hosts moves many VMs that need not
+    move; this is where it takes them back. None if no active host has VMs away."""
+    residents = incumbent.residents
+    away = [h for h, vms in incumbent.exiles.items() if vms and residents[h]]
+    if not away:
+        return None
+    away.sort(key=lambda h: len(incumbent.exiles[h]), reverse=True)
+    home = rng.choice(away[:8])
+    holders = Counter(incumbent.placement[vm] for vm in incumbent.exiles[home])
+    hosts, count = [home], len(residents[home])
+    for holder, _ in sorted(holders.items(), key=lambda item: (-item[1], str(item[0]))):
+        if holder is None or count >= budget:
+            continue
+        hosts.append(holder)
+        count += len(residents[holder])
+    return hosts, []  # a failure here says nothing about closing the host
+
+
 def _weighted_order(pool: list[str], weights: list[float], rng: random.Random) -> list[str]:
     if not pool:
         return []
@@ -161,14 +242,9 @@ def _weighted_order(pool: list[str], weights: list[float], rng: random.Random) -
 
 
 def _free_share(
-    cluster: Cluster, incumbent: Mapping[str, str | None], usable: list[str]
+    cluster: Cluster, loads: Mapping[str, Mapping[str, int]], usable: list[str]
 ) -> dict[str, float]:
     """Per host, the smallest free fraction over its resources (room for one more VM)."""
-    loads: dict[str, dict[str, int]] = {h: {} for h in usable}
-    for vm, host in incumbent.items():
-        if host in loads:
-            for r, d in cluster.vm_by_name[vm].demand.items():
-                loads[host][r] = loads[host].get(r, 0) + d
     share = {}
     for host in usable:
         capacity = cluster.host_by_name[host].capacity

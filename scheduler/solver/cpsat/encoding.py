@@ -14,7 +14,7 @@ from itertools import pairwise
 
 from ortools.sat.python import cp_model
 
-from scheduler.model import Cluster, Host, HostState, host_loads
+from scheduler.model import Cluster, Host, HostState, add_into
 from scheduler.rules import Penalty, Rule
 
 # What the rules add up: a 0/1 variable, a sum of them, or a constant for a VM held in place.
@@ -101,14 +101,12 @@ class Encoding:
             self.model.add_exactly_one(options)
 
     def _add_capacity(self) -> None:
-        fixed_load = host_loads(
-            self.cluster,
-            {vm: h for vm, h in self.scope.incumbent.items() if not self.scope.is_free(vm)},
-        )
         vms = self.cluster.vm_by_name
         for host_name, pairs in self.x_by_host.items():
             host = self.cluster.host_by_name[host_name]
-            load = fixed_load[host_name]
+            load: dict[str, int] = {}  # of the VMs that stay on it, whatever the model decides
+            for vm in self.fixed_on.get(host_name, ()):
+                add_into(load, vms[vm].demand)
             if load or not pairs:
                 self.active[host_name] = 1 if load else 0
                 active: Expr = 1
