@@ -36,7 +36,7 @@ HEAVY_TARGET: dict[str, str | None] = {
 
 def test_reopening_frees_the_emptied_hosts_vms_and_the_lighter_hosts_residents() -> None:
     incumbent = Incumbent(CLUSTER, HEAVY_TARGET)
-    usable = {"h1", "h2", "h3"}
+    usable = ["h1", "h2", "h3"]
     found = reopening(incumbent, usable, random.Random(0), 160)
     assert found is not None
     assert found.hosts[0] == "h1"  # the emptied host that held the most VMs

@@ -23,6 +23,7 @@ from scheduler.solver.cpsat.encoding import Encoding
 from scheduler.solver.cpsat.solve import solve
 from scheduler.solver.neighbourhoods import (
     Incumbent,
+    Neighbourhood,
     closing,
     free_vms,
     homecoming,
@@ -52,23 +53,23 @@ def improve(
     waiting = {vm for vm in pending(cluster) if start.get(vm) is None}
     groups = _affinity_groups(cluster)
     usable = [h.name for h in cluster.hosts if h.accepts_vms]
-    usable_set = set(usable)
     at_bounds = _Bounds(cluster)
     size = options.neighbourhood_vms
 
-    def pick(turn: int) -> tuple[tuple[list[str], list[str]], list[str]] | None:
+    def pick(turn: int) -> tuple[Neighbourhood, list[str]] | None:
         """Consolidation takes turns: hosts to close, moves to undo, hosts to swap; a turn
-        with nothing to offer falls back to closing hosts."""
+        with nothing to offer falls back to closing hosts. The hosts are drawn from the
+        ordered list, never from a set, so that a seed repeats its steps."""
         first = None
         if turn == 1:
-            first = homecoming(incumbent, usable_set, rng, size)
+            first = homecoming(incumbent, usable, rng, size)
         elif turn == 2:
-            first = reopening(incumbent, usable_set, rng, size)
+            first = reopening(incumbent, usable, rng, size)
         if first is not None and (free := free_vms(incumbent, first, movable, groups, rng, size)):
-            return (first.hosts, first.focus), free
+            return first, free
         chosen = closing(cluster, goal, incumbent, usable, rng, resisted, size)
         free = free_vms(incumbent, chosen, movable, groups, rng, size)
-        return ((chosen.hosts, chosen.focus), free) if free else None
+        return (chosen, free) if free else None
 
     iterations = 0
     while (remaining := budget.left()) > MIN_STEP_S:
@@ -78,8 +79,10 @@ def improve(
         picked = pick(iterations % 3 if goal is Goal.CONSOLIDATE else 0)
         if picked is None:
             break
-        (hosts, focus), free = picked
-        scope = make_scope(cluster, free, hosts, incumbent.placement, waiting, leaving)
+        neighbourhood, free = picked
+        scope = make_scope(
+            cluster, free, neighbourhood.hosts, incumbent.placement, waiting, leaving
+        )
         workers = options.solver.workers or min(
             2, os.cpu_count() or 1
         )  # short solves: no portfolio
@@ -96,7 +99,7 @@ def improve(
             incumbent.take(candidate, free)
             best = new
         else:
-            resisted.update(focus)
+            resisted.update(neighbourhood.focus)
         if options.progress is not None:
             fraction = budget.spent() / max(1e-9, budget.limit)
             options.progress(f"improving: step {iterations}, score {best}", min(1.0, fraction))

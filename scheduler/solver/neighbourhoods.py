@@ -82,7 +82,7 @@ class Incumbent:
 
 
 def homecoming(
-    incumbent: Incumbent, usable: Collection[str], rng: random.Random, budget: int
+    incumbent: Incumbent, usable: list[str], rng: random.Random, budget: int
 ) -> Neighbourhood | None:
     residents = incumbent.residents
     away = [h for h in usable if incumbent.exiles[h] and residents[h]]
@@ -91,7 +91,7 @@ def homecoming(
     away.sort(key=lambda h: len(incumbent.exiles[h]), reverse=True)
     home = rng.choice(away[:PICK_AMONG])
     hosts, count = [home], len(residents[home])
-    for holder in _holders(incumbent, home, usable):
+    for holder in _holders(incumbent, home):
         if count >= budget:
             break
         hosts.append(holder)
@@ -100,7 +100,7 @@ def homecoming(
 
 
 def reopening(
-    incumbent: Incumbent, usable: Collection[str], rng: random.Random, budget: int
+    incumbent: Incumbent, usable: list[str], rng: random.Random, budget: int
 ) -> Neighbourhood | None:
     residents, exiles = incumbent.residents, incumbent.exiles
     emptied = [h for h in usable if exiles[h] and not residents[h]]
@@ -115,7 +115,7 @@ def reopening(
     closed = rng.choice(lighter[:PICK_AMONG])
     free = list(dict.fromkeys(sorted(exiles[reopened]) + sorted(residents[closed])))
     hosts = [reopened, closed]
-    for holder in _holders(incumbent, reopened, usable):
+    for holder in _holders(incumbent, reopened):
         if len(hosts) >= budget // 4:  # each holder adds a variable per VM freed
             break
         if holder != closed:
@@ -123,11 +123,13 @@ def reopening(
     return Neighbourhood(hosts, [], free)
 
 
-def _holders(incumbent: Incumbent, home: str, usable: Collection[str]) -> list[str]:
-    """The usable hosts holding ``home``'s moved VMs, those holding the most first."""
+def _holders(incumbent: Incumbent, home: str) -> list[str]:
+    """The hosts that accept VMs and hold ``home``'s moved VMs, those holding the most
+    first."""
+    hosts = incumbent.cluster.host_by_name
     holders = Counter(incumbent.placement[vm] for vm in incumbent.exiles[home])
     ranked = sorted(holders.items(), key=lambda item: (-item[1], str(item[0])))
-    return [h for h, _ in ranked if h is not None and h in usable]
+    return [h for h, _ in ranked if h is not None and hosts[h].accepts_vms]
 
 
 def closing(
