@@ -58,7 +58,9 @@ class Outcome:
             "lower_bound": lower,
             "gap": (after.active_hosts - lower) / lower if lower else 0.0,
             "moves": after.moves,
-            "moves_lower_bound": moves_lower_bound(self.cluster, after.active_hosts),
+            "moves_lower_bound": moves_lower_bound(
+                self.cluster, after.active_hosts, [vm for vm, h in d.placement.items() if h]
+            ),
             "parking_moves": sum(1 for m in migrations if m.parking),
             "placements": after.placements,
             "memory_moved_mib": sum(self.cluster.vm_by_name[m.vm].memory_mib for m in migrations),
