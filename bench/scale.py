@@ -7,7 +7,8 @@ Each case runs ``vmpack plan --json`` as its own process, as a user would, and m
 whole command: wall time from start to exit (against the time limit and the limit + 10 %
 promised) and peak memory. Beside it, in the same run:
 
-- the cheap lower bound on active hosts (volume per resource, ``solver.bounds``) and the move
+- the cheap lower bound on active hosts (volume per resource, ``solver.bounds``), the LP bound
+  over VM sizes where hosts are alike and sizes few (``solver/dive/by_type.py``), and the move
   lower bound for the host count reached (the VMs on the hosts left out, the hosts kept having
   room for every VM: with mixed host models, which hosts can stay is limited);
 - the keep-in-place baseline (empty the least-loaded hosts first, first fit);
@@ -31,18 +32,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from bench.baselines import keep_in_place_baseline
 from bench.families import FAMILIES, add_arguments, cases
 from scheduler.engine import plan_from_json
+from scheduler.model import Cluster
 from scheduler.placement.evaluate import indicators
 from scheduler.planning.check import check_plan
 from scheduler.scenario.load import scenario_from_data
 from scheduler.solver.bounds import active_hosts_lower_bound, moves_lower_bound
+from scheduler.solver.budget import Budget
+from scheduler.solver.dive.by_type import MAX_TYPES, lp_lower_bound, types_of
 from scheduler.solver.starts.greedy import first_fit_decreasing
 
 PROMISE = 1.10  # the whole command ends within the limit and a tenth
+LP_SECONDS = 30.0  # for the LP bound's pricing
 
 
 @dataclass(frozen=True)
@@ -77,13 +83,14 @@ def case(family: str, hosts: int, vms: int, limit: float, seed: int, shared: Pat
     scenario.write_text(yaml.safe_dump(data, default_flow_style=None, width=1000))
     cluster = scenario_from_data(data).cluster
     bound = active_hosts_lower_bound(cluster)
+    lp = lp_bound(cluster)
     began = time.monotonic()
     baseline = indicators(cluster, keep_in_place_baseline(cluster))
     baseline_s = time.monotonic() - began
     ffd = indicators(cluster, first_fit_decreasing(cluster, "first", "max"))
     start = indicators(cluster, cluster.current_placement)
     print(f"\n== {family}: {hosts} hosts, {vms} VMs, {start.active_hosts} active, "
-          f"cheap bound {bound} ==")  # fmt: skip
+          f"cheap bound {bound}, LP bound {'n/a' if lp is None else lp} ==")  # fmt: skip
     print(f"keep-in-place baseline: {baseline.active_hosts} hosts "
           f"(+{_pct(baseline.active_hosts, bound)}), {baseline.moves} moves, "
           f"{baseline_s:.1f} s")  # fmt: skip
@@ -106,6 +113,24 @@ def case(family: str, hosts: int, vms: int, limit: float, seed: int, shared: Pat
             f" (promise {kept}), peak {run.peak_mib:.0f} MiB;"
             f" checker {'accepted' if not problems else f'{len(problems)} violations'}"
         )
+
+
+def lp_bound(cluster: Cluster, seconds: float = LP_SECONDS) -> int | None:
+    """The LP bound over VM sizes (``solver/dive/by_type.py``): None when host models
+    differ, the sizes are too many, or pricing did not end within ``seconds``."""
+    resources = cluster.resources
+    rooms = {tuple(h.capacity.get(r, 0) for r in resources) for h in cluster.hosts if h.accepts_vms}
+    if len(rooms) != 1:
+        return None
+    room = np.array(rooms.pop(), dtype=np.int64)
+    sizes = np.array(
+        [[vm.demand.get(r, 0) for r in resources] for vm in cluster.vms], dtype=np.int64
+    )
+    counted = room > 0
+    kinds, counts, _ = types_of(sizes[:, counted].reshape(len(sizes), int(counted.sum())))
+    if len(kinds) > MAX_TYPES:
+        return None
+    return lp_lower_bound(kinds, counts, room[counted], Budget(seconds))
 
 
 def _pct(value: int, bound: int) -> str:

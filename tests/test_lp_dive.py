@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler.model import Goal, active_hosts
+from scheduler.planning.check import check_placement
 from scheduler.solver.budget import Budget
 from scheduler.solver.cpsat.solve import SolveStatus
 from scheduler.solver.dive.lp_dive import _first_fit, dive
@@ -117,16 +119,23 @@ def test_a_pure_packing_of_exact_triples_is_proven_optimal_by_the_dive() -> None
         parts = zip(np.diff([0, *cpus, 16]), np.diff([0, *memory, 64]), strict=True)
         vms += [vm(f"t{t}-{i}", f"{m}GiB", vcpus=int(c)) for i, (c, m) in enumerate(parts)]
     order = rng.permutation(len(vms))
+    assert_the_dive_proves([vms[i] for i in order], 45, 30)
+
+
+def assert_the_dive_proves(vms: list[dict[str, Any]], count: int, fewest: int) -> None:
+    """``vms``, all waiting for ``count`` hosts of 16 vCPUs and 64 GiB, are packed by the
+    dive into ``fewest`` hosts, proven the fewest by its LP."""
     cluster = cluster_of({
-        "name": "triples",
-        "hosts": hosts(45, cpus=4, memory="64GiB"),  # 4 cpus: 16 vCPUs at 4x overcommit
-        "vms": [vms[i] for i in order],
+        "name": "from-scratch",
+        "hosts": hosts(count, cpus=4, memory="64GiB"),  # 4 cpus: 16 vCPUs at 4x overcommit
+        "vms": vms,
     })  # fmt: skip
     decision = decide(cluster, Goal.CONSOLIDATE, options=SearchOptions())
     assert decision.method == "dive"
     assert decision.status is SolveStatus.OPTIMAL
-    assert decision.hosts_lower_bound == 30
-    assert len(active_hosts(decision.placement)) == 30
+    assert decision.hosts_lower_bound == fewest
+    assert len(active_hosts(decision.placement)) == fewest
+    assert check_placement(cluster, decision.placement) == []
 
 
 def test_a_dive_out_of_time_gives_up_and_first_fit_packs_what_a_late_dive_leaves() -> None:

@@ -24,13 +24,15 @@ from ortools.linear_solver import pywraplp
 from scheduler.model import Cluster
 from scheduler.solver.budget import Budget
 from scheduler.solver.closing.steps import most_per_host
+from scheduler.solver.dive.by_type import MAX_TYPES, typed_dive, types_of
 from scheduler.solver.dive.pricing import PRICE, valuable_sets
 
 # The dive's work grows about with the square of the VMs (some 4 s for 500 here); when the
-# time given cannot cover it, the closing search gets that time instead.
+# time given cannot cover it, the dive over VM sizes (``by_type.py``) runs instead, whose
+# work grows with the sizes, not the VMs; with too many sizes, the closing search packs.
 VMS_PER_ROOT_SECOND = 250
-# With many VMs to a host, pricing grows costly and the LP's edge is small: the closing
-# search packs such sets well (small VMs fill any gap), so the dive leaves them to it.
+# With many VMs to a host, pricing VM by VM grows costly (it searches among copies of the
+# same sizes): the dive over sizes takes such sets.
 MAX_VMS_PER_HOST = 5.0
 COLUMNS_PER_ROUND = 300  # columns priced into the LP at a time
 PRICING_NODES = 1_000_000  # branch-and-bound nodes per pricing
@@ -289,8 +291,8 @@ def dive_packing(
 ) -> tuple[dict[str, str | None] | None, int | None]:
     """A packing found by the dive and the LP's lower bound on the hosts needed (None if
     pricing was cut short). The packing is None when the dive does not suit the case (many
-    VMs to a host, more VMs than the time left covers, a VM larger than a host) or needs
-    more hosts than there are."""
+    VMs to a host or more VMs than the time left covers, unless they come in few sizes; a VM
+    larger than a host) or needs more hosts than there are."""
     hosts = [h for h in cluster.hosts if h.accepts_vms]
     resources = cluster.resources
     room = np.array([hosts[0].capacity.get(r, 0) for r in resources], dtype=np.int64)
@@ -307,11 +309,11 @@ def dive_packing(
     for vm, on in start.items():
         if on is not None:
             by_host.setdefault(on, []).append(row[vm])
-    if len(names) > MAX_VMS_PER_HOST * max(1, len(by_host)):
-        return None, None
-    if len(names) > VMS_PER_ROOT_SECOND * math.sqrt(budget.left()):
-        return None, None
-    found = dive(sizes, room, [np.array(c) for c in by_host.values()], budget)
+    many = len(names) > MAX_VMS_PER_HOST * max(1, len(by_host))
+    if many or len(names) > VMS_PER_ROOT_SECOND * math.sqrt(budget.left()):
+        found = _dive_by_type(sizes, room, budget)
+    else:
+        found = dive(sizes, room, [np.array(c) for c in by_host.values()], budget)
     if found is None:
         return None, None
     if len(found.contents) > len(hosts):
@@ -320,3 +322,20 @@ def dive_packing(
     for host, content in zip(hosts, found.contents, strict=False):
         placement.update({names[vm]: host.name for vm in content})
     return placement, found.lower_bound
+
+
+def _dive_by_type(sizes: np.ndarray, room: np.ndarray, budget: Budget) -> Dive | None:
+    """The dive over counts per VM size, for many VMs to a host in few sizes; each host's
+    counts are then filled with VMs of those sizes, in row order."""
+    kinds, counts, kind_of = types_of(sizes)
+    if len(kinds) > MAX_TYPES:
+        return None
+    found = typed_dive(kinds, counts, room, budget)
+    if found is None:
+        return None
+    waiting = [list(np.flatnonzero(kind_of == k)[::-1]) for k in range(len(kinds))]
+    contents = [
+        np.array([waiting[k].pop() for k in range(len(kinds)) for _ in range(int(c[k]))])
+        for c in found.contents
+    ]
+    return Dive(contents, found.lower_bound)
