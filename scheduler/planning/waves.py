@@ -179,6 +179,8 @@ def _next_wave(
     started: set[int] = set()
     per_host: Counter[str] = Counter()
     for u in pending:
+        if len(wave) >= limits.max_parallel:
+            break  # full: the units left would only be tried in vain
         unit = units[u]
         if len(wave) + len(unit) > limits.max_parallel:
             continue

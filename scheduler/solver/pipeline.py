@@ -2,7 +2,8 @@
 
     starts   the best of several quick placements (always valid: a time limit never leaves
              us empty-handed)
-    dive     an LP dive over host contents                  (a packing from scratch)
+    dive     an LP dive over host contents                  (a packing from scratch; over VM
+             sizes, before the starts, when VMs are many to a host in few sizes)
     closing  closing hosts by tabu search                   (consolidation)
     model    one CP-SAT model of the whole cluster          (small enough)
       or lns large-neighbourhood search of sub-models       (otherwise)
@@ -25,7 +26,12 @@ from scheduler.solver.budget import Budget
 from scheduler.solver.closing.on_cluster import close_hosts_of
 from scheduler.solver.cpsat.encoding import Encoding, Scope
 from scheduler.solver.cpsat.solve import SolveStatus, budget_of, solve
-from scheduler.solver.dive.lp_dive import dive_packing, packs_from_scratch
+from scheduler.solver.dive.lp_dive import (
+    dive_by_size_packing,
+    dive_packing,
+    packs_from_scratch,
+    suits_dive_by_size,
+)
 from scheduler.solver.options import SearchOptions
 from scheduler.solver.reachable import reachable
 from scheduler.solver.scope import must_leave, pending, whole_members, whole_scope
@@ -87,16 +93,24 @@ def decide(
     budget = budget or budget_of(options.solver)
     cluster = reachable(for_goal(cluster, goal, evacuate), goal)
     stages = options.stages
-    start = greedy_start(cluster, goal, budget if "keep-set" in stages else None)
-    lp_bound = 0
     dive = goal is Goal.CONSOLIDATE and "dive" in stages and budget.watches_clock()
-    if dive and packs_from_scratch(cluster):
+    dived: dict[str, str | None] | None = None
+    lp: int | None = None
+    by_size = dive and packs_from_scratch(cluster) and suits_dive_by_size(cluster, budget.left())
+    if by_size:  # before any start: a packing it proves needs nothing more
+        _report(options, budget, "packing by an LP dive over VM sizes")
+        dived, lp = dive_by_size_packing(cluster, budget.share(DIVE_SHARE * budget.limit))
+        if dived is not None and lp is not None and _at_bound(cluster, goal, dived, lp):
+            return Decision(goal, cluster, dived, SolveStatus.OPTIMAL, lp, budget.spent(), "dive")
+    start = greedy_start(cluster, goal, budget if "keep-set" in stages else None)
+    if dive and not by_size and packs_from_scratch(cluster):
         _report(options, budget, "packing by an LP dive")
         dived, lp = dive_packing(cluster, start, budget.share(DIVE_SHARE * budget.limit))
-        if dived is not None and score(cluster, goal, dived) < score(cluster, goal, start):
-            start = dived
-        if all(host is not None for host in start.values()):
-            lp_bound = lp or 0  # a bound for placing every VM
+    if dived is not None and score(cluster, goal, dived) < score(cluster, goal, start):
+        start = dived
+    lp_bound = 0
+    if lp and all(host is not None for host in start.values()):
+        lp_bound = lp  # a bound for placing every VM
     closing = _closing_share(cluster, goal) if "closing" in stages else 0.0
     if closing:
         _report(options, budget, "closing hosts")
@@ -118,7 +132,7 @@ def decide(
     placement, iterations = start, 0
     if "lns" in stages:
         searching = budget.share(budget.left() - _fewer_moves_time(cluster, goal, budget))
-        placement, iterations = lns.improve(cluster, goal, start, set(free), searching, options)
+        placement, iterations = lns.improve(cluster, goal, placement, set(free), searching, options)
     placement = _fewer_moves(cluster, goal, placement)
     bound = max(_placed_bound(cluster, placement), lp_bound)
     status = (

@@ -28,6 +28,7 @@ from scheduler.solver.cpsat.solve import solve_within
 MAX_TYPES = 200  # distinct VM sizes; beyond, pricing grows slow and the VM-level dive suits
 PRICE = 1.0 + 1e-6  # a host costs 1; the margin keeps LP rounding from repeating a content
 SCALE = 1_000_000  # duals are scaled to integers for CP-SAT's objective
+MAX_DIVES = 20  # a bound the rounding keeps missing may never be met: stop trying at last
 
 
 @dataclass(frozen=True)
@@ -46,26 +47,56 @@ def typed_dive(
     kinds: np.ndarray, counts: np.ndarray, room: np.ndarray, budget: Budget
 ) -> TypedDive | None:
     """Host contents (counts per type) that hold ``counts`` VMs of each of ``kinds`` in hosts of
-    ``room``; None if the first LP is not solved within the budget."""
-    columns = _singletons(kinds, counts, room)
+    ``room``; None if the first LP is not solved within the budget. While the best dive
+    misses the LP bound and time is left, dive again with the contents found so far, each
+    time drawing what to fix among the contents the LP uses most."""
+    pool = _singletons(kinds, counts, room)
+    best: list[np.ndarray] | None = None
+    lower_bound: int | None = None
+    for attempt in range(MAX_DIVES):
+        draw = np.random.default_rng(attempt) if attempt else None
+        contents, bound = _dive_once(kinds, counts, room, pool, budget, draw)
+        if contents is None:
+            break
+        if attempt == 0:
+            lower_bound = bound
+        if best is None or len(contents) < len(best):
+            best = contents
+        if budget.exhausted or (lower_bound is not None and len(best) <= lower_bound):
+            break
+    return None if best is None else TypedDive(best, lower_bound)
+
+
+def _dive_once(
+    kinds: np.ndarray,
+    counts: np.ndarray,
+    room: np.ndarray,
+    pool: _Columns,
+    budget: Budget,
+    draw: np.random.Generator | None,
+) -> tuple[list[np.ndarray] | None, int | None]:
+    """One dive: the contents of the hosts (None if the first LP did not end in time) and
+    the first LP's bound. Contents priced along the way join ``pool``."""
     left = counts.copy()
     chosen: list[np.ndarray] = []
     lower_bound: int | None = None
     while left.any():
-        columns = columns.cut_to(left)
+        columns = pool.cut_to(left)
         generated = _generate(kinds, left, room, columns, budget)
-        if generated is None and not chosen:
-            return None
+        for content in columns.table:
+            pool.add(content)
         if generated is None:
+            if not chosen:
+                return None, None
             break
         values, bound = generated
         if not chosen:
             lower_bound = bound
-        if not _fix(columns, values, left, chosen):
+        if not _fix(columns, values, left, chosen, draw):
             break
     if left.any():  # out of time: first fit for the rest
         chosen += _first_fit(kinds, left, room)
-    return TypedDive(chosen, lower_bound)
+    return chosen, lower_bound
 
 
 def lp_lower_bound(
@@ -189,23 +220,33 @@ def _generate(
     return None
 
 
-def _fix(columns: _Columns, values: np.ndarray, left: np.ndarray, chosen: list[np.ndarray]) -> bool:
-    """Fix every whole copy of a content the LP uses, or else one of the one it uses most,
-    each cut down to what is still open; whether anything was fixed."""
+def _fix(
+    columns: _Columns,
+    values: np.ndarray,
+    left: np.ndarray,
+    chosen: list[np.ndarray],
+    draw: np.random.Generator | None,
+) -> bool:
+    """Fix every whole copy of a content the LP uses, or else one content among those it
+    uses most (drawn at random among those used at least half as much as the most, if
+    ``draw``), each cut down to what is still open; whether anything was fixed."""
+    order = np.argsort(-values, kind="stable")
+    whole = [(column, math.floor(values[column] + 1e-9)) for column in order]
+    whole = [(column, copies) for column, copies in whole if copies >= 1]
+    if not whole:
+        first = order[0]
+        if draw is not None:
+            first = draw.choice(order[: int((values >= values[first] / 2).sum())])
+        whole = [(first, 1)]
     fixed = False
-    for column in np.argsort(-values, kind="stable"):
-        copies = math.floor(values[column] + 1e-9)
-        if copies < 1 and fixed:
-            break
-        for _ in range(max(1, copies)):
+    for column, copies in whole:
+        for _ in range(copies):
             content = np.minimum(columns.table[column], left)
             if not content.any():
                 break
             chosen.append(content)
             left -= content
             fixed = True
-        if copies < 1:
-            break
     return fixed
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from ortools.linear_solver import pywraplp
 
 from scheduler.model import Cluster
+from scheduler.solver.bounds import active_hosts_lower_bound
 from scheduler.solver.budget import Budget
 from scheduler.solver.closing.steps import most_per_host
 from scheduler.solver.dive.by_type import MAX_TYPES, typed_dive, types_of
@@ -291,51 +292,85 @@ def dive_packing(
 ) -> tuple[dict[str, str | None] | None, int | None]:
     """A packing found by the dive and the LP's lower bound on the hosts needed (None if
     pricing was cut short). The packing is None when the dive does not suit the case (many
-    VMs to a host or more VMs than the time left covers, unless they come in few sizes; a VM
-    larger than a host) or needs more hosts than there are."""
-    hosts = [h for h in cluster.hosts if h.accepts_vms]
-    resources = cluster.resources
-    room = np.array([hosts[0].capacity.get(r, 0) for r in resources], dtype=np.int64)
-    names = [vm.name for vm in cluster.vms]
-    sizes = np.array(
-        [[vm.demand.get(r, 0) for r in resources] for vm in cluster.vms], dtype=np.int64
-    ).reshape(len(names), len(resources))
-    if (sizes > room).any():
+    VMs to a host, more VMs than the time left covers, a VM larger than a host) or needs
+    more hosts than there are."""
+    problem = _packing_problem(cluster)
+    if problem is None:
         return None, None
-    counted = room > 0  # a resource no host has is one no VM asks for
-    sizes, room = sizes[:, counted], room[counted]
+    names, sizes, room = problem
     row = {name: i for i, name in enumerate(names)}
     by_host: dict[str, list[int]] = {}
     for vm, on in start.items():
         if on is not None:
             by_host.setdefault(on, []).append(row[vm])
-    many = len(names) > MAX_VMS_PER_HOST * max(1, len(by_host))
-    if many or len(names) > VMS_PER_ROOT_SECOND * math.sqrt(budget.left()):
-        found = _dive_by_type(sizes, room, budget)
-    else:
-        found = dive(sizes, room, [np.array(c) for c in by_host.values()], budget)
+    if len(names) > MAX_VMS_PER_HOST * max(1, len(by_host)):
+        return None, None
+    if len(names) > VMS_PER_ROOT_SECOND * math.sqrt(budget.left()):
+        return None, None
+    found = dive(sizes, room, [np.array(c) for c in by_host.values()], budget)
+    return _placed(cluster, names, found)
+
+
+def suits_dive_by_size(cluster: Cluster, seconds: float) -> bool:
+    """Whether the dive over VM sizes takes this packing from scratch rather than the dive VM
+    by VM: more than five VMs to a host (by the volume bound) or more VMs than ``seconds``
+    cover, in at most ``MAX_TYPES`` sizes."""
+    problem = _packing_problem(cluster)
+    if problem is None:
+        return False
+    names, sizes, _ = problem
+    many = len(names) > MAX_VMS_PER_HOST * active_hosts_lower_bound(cluster)
+    if not many and len(names) <= VMS_PER_ROOT_SECOND * math.sqrt(seconds):
+        return False
+    return len(np.unique(sizes, axis=0)) <= MAX_TYPES
+
+
+def dive_by_size_packing(
+    cluster: Cluster, budget: Budget
+) -> tuple[dict[str, str | None] | None, int | None]:
+    """The dive over VM sizes (``by_type.py``), each host's counts then filled with VMs of
+    those sizes in the scenario's order: the packing and its LP bound, as ``dive_packing``."""
+    problem = _packing_problem(cluster)
+    if problem is None:
+        return None, None
+    names, sizes, room = problem
+    kinds, counts, kind_of = types_of(sizes)
+    typed = typed_dive(kinds, counts, room, budget)
+    if typed is None:
+        return None, None
+    waiting = [list(np.flatnonzero(kind_of == k)[::-1]) for k in range(len(kinds))]
+    contents = [
+        np.array([waiting[k].pop() for k in range(len(kinds)) for _ in range(int(c[k]))])
+        for c in typed.contents
+    ]
+    return _placed(cluster, names, Dive(contents, typed.lower_bound))
+
+
+def _packing_problem(cluster: Cluster) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """The VMs' names, their sizes and a host's room, over the resources hosts have; None if
+    a VM is larger than a host."""
+    hosts = [h for h in cluster.hosts if h.accepts_vms]
+    resources = cluster.resources
+    room = np.array([hosts[0].capacity.get(r, 0) for r in resources], dtype=np.int64)
+    vms = cluster.vms
+    sizes = np.array(
+        [[vm.demand.get(r, 0) for r in resources] for vm in vms], dtype=np.int64
+    ).reshape(len(vms), len(resources))
+    if (sizes > room).any():
+        return None
+    counted = room > 0  # a resource no host has is one no VM asks for
+    return [vm.name for vm in vms], sizes[:, counted], room[counted]
+
+
+def _placed(
+    cluster: Cluster, names: list[str], found: Dive | None
+) -> tuple[dict[str, str | None] | None, int | None]:
     if found is None:
         return None, None
+    hosts = [h for h in cluster.hosts if h.accepts_vms]
     if len(found.contents) > len(hosts):
         return None, found.lower_bound
     placement: dict[str, str | None] = {}
     for host, content in zip(hosts, found.contents, strict=False):
         placement.update({names[vm]: host.name for vm in content})
     return placement, found.lower_bound
-
-
-def _dive_by_type(sizes: np.ndarray, room: np.ndarray, budget: Budget) -> Dive | None:
-    """The dive over counts per VM size, for many VMs to a host in few sizes; each host's
-    counts are then filled with VMs of those sizes, in row order."""
-    kinds, counts, kind_of = types_of(sizes)
-    if len(kinds) > MAX_TYPES:
-        return None
-    found = typed_dive(kinds, counts, room, budget)
-    if found is None:
-        return None
-    waiting = [list(np.flatnonzero(kind_of == k)[::-1]) for k in range(len(kinds))]
-    contents = [
-        np.array([waiting[k].pop() for k in range(len(kinds)) for _ in range(int(c[k]))])
-        for c in found.contents
-    ]
-    return Dive(contents, found.lower_bound)
