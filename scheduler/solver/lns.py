@@ -106,6 +106,12 @@ def improve(
     return incumbent.placement, iterations
 
 
+def at_lower_bounds(cluster: Cluster, goal: Goal, placement: Mapping[str, str | None]) -> bool:
+    """Whether a consolidation has hosts and moves both at their lower bounds: no search
+    can gain anything more."""
+    return goal is Goal.CONSOLIDATE and _Bounds(cluster)(score(cluster, goal, placement))
+
+
 class _Bounds:
     """Whether a consolidation's score is at the lower bounds of hosts and moves (computed
     once per host count: they depend on the cluster alone)."""

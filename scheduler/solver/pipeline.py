@@ -6,7 +6,9 @@
              sizes, before the starts, when VMs are many to a host in few sizes)
     closing  closing hosts by tabu search                   (consolidation)
     model    one CP-SAT model of the whole cluster          (small enough)
-      or lns large-neighbourhood search of sub-models       (otherwise)
+    or else
+    sizes    one CP-SAT model over VM sizes                 (consolidation, few sizes)
+    lns      large-neighbourhood search of sub-models
 
 Every stage spends a share of one budget, created by the caller: the pipeline reads no
 clock of its own, so a wall budget is kept and a deterministic one repeats.
@@ -24,6 +26,7 @@ from scheduler.solver import lns
 from scheduler.solver.bounds import active_hosts_lower_bound
 from scheduler.solver.budget import Budget
 from scheduler.solver.closing.on_cluster import close_hosts_of
+from scheduler.solver.cpsat.by_size import improve_by_size
 from scheduler.solver.cpsat.encoding import Encoding, Scope
 from scheduler.solver.cpsat.solve import SolveStatus, budget_of, solve
 from scheduler.solver.dive.lp_dive import (
@@ -53,6 +56,7 @@ KEEP_SET_MAX_S = 10.0
 # its steps took 9.9 s, against a share of 5.5 s.
 CLOSING_MAX_HOSTS = 5_000
 DIVE_SHARE = 0.5  # of the budget, at most, for the LP dive of a packing from scratch
+SIZES_SHARE = 0.7  # of what is left, for the model over VM sizes; the rest for the LNS
 FEWER_MOVES_S_PER_VM = 0.000_05  # undoing moves: 1.5 s at 30,000 VMs
 REPACK_MAX_VMS = 3_000  # larger clusters: packing from scratch costs seconds and moves everything
 
@@ -130,6 +134,12 @@ def decide(
         _report(options, budget, f"solving one model: {len(scope.free)} VMs, {pairs} choices")
         return _whole_model(cluster, goal, scope, start, lp_bound, options, budget)
     placement, iterations = start, 0
+    if "sizes" in stages and not lns.at_lower_bounds(cluster, goal, start):
+        _report(options, budget, "solving one model over VM sizes")
+        sized = improve_by_size(
+            cluster, goal, start, options.solver, budget.share(SIZES_SHARE * budget.left())
+        )
+        placement = sized if sized is not None else start
     if "lns" in stages:
         searching = budget.share(budget.left() - _fewer_moves_time(cluster, goal, budget))
         placement, iterations = lns.improve(cluster, goal, placement, set(free), searching, options)
