@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from scheduler.model import Goal, active_hosts
 from scheduler.placement.evaluate import indicators, score
@@ -61,8 +62,26 @@ def test_other_goals_are_left_to_the_other_stages() -> None:
         assert improve_by_size(cluster, goal, placement, ONE_WORKER, Budget(10.0)) is None
 
 
+@st.composite
+def tight_clusters(draw: st.DrawFn) -> dict[str, Any]:
+    """Hosts of 16 GiB and 16 vCPUs filled to most of their room, without rules: the
+    capacity binds, so a model that overfilled a host would be caught."""
+    count = draw(st.integers(2, 5))
+    free = [16] * count
+    rows = []
+    for j in range(draw(st.integers(2, 4 * count))):
+        memory = draw(st.sampled_from([2, 4, 8]))
+        fits = [i for i in range(count) if free[i] >= memory]
+        if not fits:
+            break
+        host = draw(st.sampled_from(fits))
+        free[host] -= memory
+        rows.append(vm(f"v{j}", f"{memory}GiB", f"h{host + 1}", vcpus=draw(st.integers(1, 4))))
+    return {"name": "tight", "hosts": hosts(count, cpus=4, memory="16GiB"), "vms": rows}
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(clusters())
+@given(st.one_of(clusters(), tight_clusters()))
 def test_an_answer_passes_the_checker_and_beats_the_incumbent(data: dict[str, Any]) -> None:
     cluster = cluster_of(data)
     incumbent = cluster.current_placement  # spread out: room to do better
