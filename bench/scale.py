@@ -32,7 +32,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from bench.baselines import keep_in_place_baseline
@@ -44,7 +43,7 @@ from scheduler.planning.check import check_plan
 from scheduler.scenario.load import scenario_from_data
 from scheduler.solver.bounds import active_hosts_lower_bound, moves_lower_bound
 from scheduler.solver.budget import Budget
-from scheduler.solver.dive.by_type import MAX_TYPES, lp_lower_bound, types_of
+from scheduler.solver.dive.lp_dive import lp_bound_by_size
 from scheduler.solver.starts.greedy import first_fit_decreasing
 
 PROMISE = 1.10  # the whole command ends within the limit and a tenth
@@ -118,19 +117,10 @@ def case(family: str, hosts: int, vms: int, limit: float, seed: int, shared: Pat
 def lp_bound(cluster: Cluster, seconds: float = LP_SECONDS) -> int | None:
     """The LP bound over VM sizes (``solver/dive/by_type.py``): None when host models
     differ, the sizes are too many, or pricing did not end within ``seconds``."""
-    resources = cluster.resources
-    rooms = {tuple(h.capacity.get(r, 0) for r in resources) for h in cluster.hosts if h.accepts_vms}
-    if len(rooms) != 1:
+    usable = [h for h in cluster.hosts if h.accepts_vms]
+    if not usable or any(h.capacity != usable[0].capacity for h in usable):
         return None
-    room = np.array(rooms.pop(), dtype=np.int64)
-    sizes = np.array(
-        [[vm.demand.get(r, 0) for r in resources] for vm in cluster.vms], dtype=np.int64
-    )
-    counted = room > 0
-    kinds, counts, _ = types_of(sizes[:, counted].reshape(len(sizes), int(counted.sum())))
-    if len(kinds) > MAX_TYPES:
-        return None
-    return lp_lower_bound(kinds, counts, room[counted], Budget(seconds))
+    return lp_bound_by_size(cluster, Budget(seconds))
 
 
 def _pct(value: int, bound: int) -> str:

@@ -33,7 +33,7 @@ from scheduler.solver.dive.lp_dive import (
     dive_by_size_packing,
     dive_packing,
     packs_from_scratch,
-    suits_dive_by_size,
+    sized_packing,
 )
 from scheduler.solver.options import SearchOptions
 from scheduler.solver.reachable import reachable
@@ -100,14 +100,16 @@ def decide(
     dive = goal is Goal.CONSOLIDATE and "dive" in stages and budget.watches_clock()
     dived: dict[str, str | None] | None = None
     lp: int | None = None
-    by_size = dive and packs_from_scratch(cluster) and suits_dive_by_size(cluster, budget.left())
-    if by_size:  # before any start: a packing it proves needs nothing more
+    from_scratch = dive and packs_from_scratch(cluster)
+    per_size = sized_packing(cluster, budget.left()) if from_scratch else None
+    if per_size is not None:  # before any start: a packing it proves needs nothing more
         _report(options, budget, "packing by an LP dive over VM sizes")
-        dived, lp = dive_by_size_packing(cluster, budget.share(DIVE_SHARE * budget.limit))
+        share = budget.share(DIVE_SHARE * budget.limit)
+        dived, lp = dive_by_size_packing(cluster, per_size, share)
         if dived is not None and lp is not None and _at_bound(cluster, goal, dived, lp):
             return Decision(goal, cluster, dived, SolveStatus.OPTIMAL, lp, budget.spent(), "dive")
     start = greedy_start(cluster, goal, budget if "keep-set" in stages else None)
-    if dive and not by_size and packs_from_scratch(cluster):
+    if from_scratch and per_size is None:
         _report(options, budget, "packing by an LP dive")
         dived, lp = dive_packing(cluster, start, budget.share(DIVE_SHARE * budget.limit))
     if dived is not None and score(cluster, goal, dived) < score(cluster, goal, start):

@@ -26,7 +26,7 @@ from scheduler.model import VM, Cluster, Goal
 from scheduler.placement.evaluate import score
 from scheduler.solver.budget import Budget
 from scheduler.solver.cpsat.solve import SolverSettings, solve_within
-from scheduler.solver.dive.by_type import MAX_TYPES, types_of
+from scheduler.solver.dive.by_type import MAX_TYPES, most_that_fit, types_of
 
 # Hosts x sizes at most: at 1,020 x 56 (5,000 hosts / 30,000 VMs) the model found nothing in
 # 14 s and CP-SAT's workers held 2 GiB between them.
@@ -121,9 +121,8 @@ def _solve(counts: _Counts, settings: SolverSettings, budget: Budget) -> np.ndar
             model.add(used[h] == 1)
         model.add_hint(used[h], bool(counts.incumbent[h].any() or counts.held[h]))
         for t in range(len(kinds)):
-            asked = kinds[t] > 0
-            fit = int((room[h][asked] // kinds[t][asked]).min()) if asked.any() else total[t]
-            held[h, t] = model.new_int_var(0, max(0, min(fit, total[t])), f"n{h},{t}")
+            fit = most_that_fit(kinds[t], room[h], total[t])
+            held[h, t] = model.new_int_var(0, fit, f"n{h},{t}")
             model.add(held[h, t] == 0).only_enforce_if(~used[h])
             model.add_hint(held[h, t], int(counts.incumbent[h, t]))
             if counts.now[h, t]:

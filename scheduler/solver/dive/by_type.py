@@ -113,12 +113,13 @@ def _singletons(kinds: np.ndarray, counts: np.ndarray, room: np.ndarray) -> _Col
     columns = _Columns(len(kinds))
     for t in range(len(kinds)):
         single = np.zeros(len(kinds), dtype=np.int64)
-        single[t] = _most(kinds[t], room, counts[t])
+        single[t] = most_that_fit(kinds[t], room, counts[t])
         columns.add(single)
     return columns
 
 
-def _most(size: np.ndarray, room: np.ndarray, count: int) -> int:
+def most_that_fit(size: np.ndarray, room: np.ndarray, count: int) -> int:
+    """How many VMs of ``size`` one host of ``room`` holds, at most ``count``."""
     asked = size > 0
     fit = int((room[asked] // size[asked]).min()) if asked.any() else count
     return max(0, min(count, fit))
@@ -180,7 +181,10 @@ def _price(
     if not valued:
         return None, 0.0
     model = cp_model.CpModel()
-    take = {t: model.new_int_var(0, _most(kinds[t], room, int(left[t])), f"t{t}") for t in valued}
+    take = {
+        t: model.new_int_var(0, most_that_fit(kinds[t], room, int(left[t])), f"t{t}")
+        for t in valued
+    }
     for r in range(len(room)):
         model.add(sum(int(kinds[t, r]) * take[t] for t in valued) <= int(room[r]))
     model.maximize(sum(math.ceil(duals[t] * SCALE) * take[t] for t in valued))

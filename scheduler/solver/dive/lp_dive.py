@@ -25,7 +25,7 @@ from scheduler.model import Cluster
 from scheduler.solver.bounds import active_hosts_lower_bound
 from scheduler.solver.budget import Budget
 from scheduler.solver.closing.steps import most_per_host
-from scheduler.solver.dive.by_type import MAX_TYPES, typed_dive, types_of
+from scheduler.solver.dive.by_type import MAX_TYPES, lp_lower_bound, typed_dive, types_of
 from scheduler.solver.dive.pricing import PRICE, valuable_sets
 
 # The dive's work grows about with the square of the VMs (some 4 s for 500 here); when the
@@ -311,39 +311,64 @@ def dive_packing(
     return _placed(cluster, names, found)
 
 
-def suits_dive_by_size(cluster: Cluster, seconds: float) -> bool:
-    """Whether the dive over VM sizes takes this packing from scratch rather than the dive VM
+@dataclass(frozen=True)
+class SizedPacking:
+    """A packing from scratch seen as counts of VMs per size, for the dive over sizes."""
+
+    names: list[str]
+    kinds: np.ndarray  # the distinct sizes
+    counts: np.ndarray  # VMs of each size
+    kind_of: np.ndarray  # each VM's size, by row of ``names``
+    room: np.ndarray  # a host's
+
+
+def sized_packing(cluster: Cluster, seconds: float) -> SizedPacking | None:
+    """The packing over VM sizes when the dive over sizes takes it rather than the dive VM
     by VM: more than five VMs to a host (by the volume bound) or more VMs than ``seconds``
-    cover, in at most ``MAX_TYPES`` sizes."""
+    cover, in at most ``MAX_TYPES`` sizes; None otherwise."""
     problem = _packing_problem(cluster)
     if problem is None:
-        return False
-    names, sizes, _ = problem
+        return None
+    names = problem[0]
     many = len(names) > MAX_VMS_PER_HOST * active_hosts_lower_bound(cluster)
     if not many and len(names) <= VMS_PER_ROOT_SECOND * math.sqrt(seconds):
-        return False
-    return len(np.unique(sizes, axis=0)) <= MAX_TYPES
+        return None
+    return _by_size(problem)
 
 
 def dive_by_size_packing(
-    cluster: Cluster, budget: Budget
+    cluster: Cluster, sized: SizedPacking, budget: Budget
 ) -> tuple[dict[str, str | None] | None, int | None]:
     """The dive over VM sizes (``by_type.py``), each host's counts then filled with VMs of
     those sizes in the scenario's order: the packing and its LP bound, as ``dive_packing``."""
-    problem = _packing_problem(cluster)
-    if problem is None:
-        return None, None
-    names, sizes, room = problem
-    kinds, counts, kind_of = types_of(sizes)
-    typed = typed_dive(kinds, counts, room, budget)
+    typed = typed_dive(sized.kinds, sized.counts, sized.room, budget)
     if typed is None:
         return None, None
-    waiting = [list(np.flatnonzero(kind_of == k)[::-1]) for k in range(len(kinds))]
+    kinds = range(len(sized.kinds))
+    waiting = [list(np.flatnonzero(sized.kind_of == k)[::-1]) for k in kinds]
     contents = [
-        np.array([waiting[k].pop() for k in range(len(kinds)) for _ in range(int(c[k]))])
+        np.array([waiting[k].pop() for k in kinds for _ in range(int(c[k]))])
         for c in typed.contents
     ]
-    return _placed(cluster, names, Dive(contents, typed.lower_bound))
+    return _placed(cluster, sized.names, Dive(contents, typed.lower_bound))
+
+
+def lp_bound_by_size(cluster: Cluster, budget: Budget) -> int | None:
+    """The hosts the LP over VM sizes proves necessary to hold every VM on hosts alike to
+    the first that takes VMs; None when the sizes are many or pricing did not end in time."""
+    problem = _packing_problem(cluster)
+    sized = _by_size(problem) if problem is not None else None
+    if sized is None:
+        return None
+    return lp_lower_bound(sized.kinds, sized.counts, sized.room, budget)
+
+
+def _by_size(problem: tuple[list[str], np.ndarray, np.ndarray]) -> SizedPacking | None:
+    names, sizes, room = problem
+    kinds, counts, kind_of = types_of(sizes)
+    if len(kinds) > MAX_TYPES:
+        return None
+    return SizedPacking(names, kinds, counts, kind_of, room)
 
 
 def _packing_problem(cluster: Cluster) -> tuple[list[str], np.ndarray, np.ndarray] | None:
