@@ -100,15 +100,21 @@ def test_an_operator_approving_races_the_autopilot_superseding(tmp_path: Path) -
         def automatic() -> list[int]:
             return [p.id for p in service.store.plans() if p.document.get("by") == "autopilot"]
 
+        def later(seconds: float) -> None:
+            """The clock moves on and every host is heard from at the new time, with the
+            autopilot's own loop held off meanwhile: a decision between the two would find
+            the hosts silent, save nothing, and still take the interval's turn."""
+            with service.autopilot._deciding:
+                clock.now += seconds
+                assert all(agent.beat() for agent in team)
+
         # The first decision may come before the reports (on an empty cluster) or after: the
         # next one is due an interval later, with every host heard from again at that time.
-        clock.now += 61
-        assert all(agent.beat() for agent in team)
+        later(61)
         wait_for(lambda: len(automatic()) >= 1, 30, "an automatic proposal")
         wait_for(lambda: service.store.plan(max(automatic())).status == "proposed", 30, "it")  # type: ignore[union-attr]
         first, known = max(automatic()), len(automatic())
-        clock.now += 120  # the next decision supersedes it, unless an operator approves it first
-        assert all(agent.beat() for agent in team)  # the hosts are heard from at the new time
+        later(120)  # the next decision supersedes it, unless an operator approves it first
         approve, _ = race([post(service, f"/v1/plans/{first}/approve"), service.autopilot.tick])
         wait_for(lambda: len(automatic()) == known + 1, 30, "the next automatic proposal")
         status = service.store.plan(first).status  # type: ignore[union-attr]
