@@ -57,13 +57,22 @@ def small_clusters(draw: st.DrawFn) -> dict[str, Any]:
 
 def fewest_moves_by_host_count(cluster: Cluster) -> dict[int, int]:
     """Every placement of every VM on hosts that accept VMs, within their capacities."""
+    return {count: moves for count, (moves, _) in best_placements_by_host_count(cluster).items()}
+
+
+def best_placements_by_host_count(
+    cluster: Cluster,
+) -> dict[int, tuple[int, dict[str, str | None]]]:
+    """Per count of active hosts, the fewest moves and a placement that makes them."""
     up = [h for h in cluster.hosts if h.accepts_vms]
     resources = list(cluster.resources)
     room = {h.name: np.array([h.capacity.get(r, 0) for r in resources]) for h in up}
     demand = {v.name: np.array([v.demand.get(r, 0) for r in resources]) for v in cluster.vms}
-    fewest: dict[int, int] = {}
+    fewest: dict[int, tuple[int, dict[str, str | None]]] = {}
     for hosts in product([h.name for h in up], repeat=len(cluster.vms)):
-        placement = {v.name: h for v, h in zip(cluster.vms, hosts, strict=True)}
+        placement: dict[str, str | None] = dict(
+            zip([v.name for v in cluster.vms], hosts, strict=True)
+        )
         loads = {h: sum((demand[v] for v, on in placement.items() if on == h), 0) for h in room}
         if any((loads[h] > room[h]).any() for h in room):
             continue
@@ -73,7 +82,8 @@ def fewest_moves_by_host_count(cluster: Cluster) -> dict[int, int]:
             if is_migration(cluster, source)
         )
         count = len(active_hosts(placement))
-        fewest[count] = min(moves, fewest.get(count, moves))
+        if count not in fewest or moves < fewest[count][0]:
+            fewest[count] = (moves, placement)
     return fewest
 
 
