@@ -41,7 +41,7 @@ def test_the_classes_are_by_the_resource_the_vms_fill_most() -> None:
     cluster = cluster_of(gaps_too_small())
     classes = classes_of(cluster, cluster.current_placement)
     assert classes is not None
-    assert classes.resource == "memory_mib" and classes.unit == 1024
+    assert classes.resource == "memory_mib" and classes.unit == 1024 and classes.exact
     assert classes.counts.tolist() == [1, 2, 2]  # 2, 4 and 5 GiB
 
 

@@ -11,7 +11,7 @@ from scheduler.solver.cpsat.solve import SolverSettings
 Progress = Callable[[str, float], None]  # (what is happening, fraction of the time used)
 
 # The pipeline's stages that may be left out; benchmarks measure each one's worth that way.
-STAGES = frozenset({"keep-set", "dive", "closing", "model", "sizes", "lns"})
+STAGES = frozenset({"keep-set", "dive", "closing", "model", "sizes", "contents", "lns"})
 
 
 @dataclass(frozen=True)

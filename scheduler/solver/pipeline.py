@@ -8,6 +8,7 @@
     model    one CP-SAT model of the whole cluster          (small enough)
     or else
     sizes    one CP-SAT model over VM sizes                 (consolidation, few sizes)
+    contents fewer moves from the LP over host contents     (consolidation, few sizes)
     lns      large-neighbourhood search of sub-models
 
 Every stage spends a share of one budget, created by the caller: the pipeline reads no
@@ -26,6 +27,7 @@ from scheduler.solver import lns
 from scheduler.solver.bounds import active_hosts_lower_bound
 from scheduler.solver.budget import Budget
 from scheduler.solver.closing.on_cluster import close_hosts_of
+from scheduler.solver.contents import fewer_moves_target
 from scheduler.solver.cpsat.by_size import improve_by_size
 from scheduler.solver.cpsat.encoding import Encoding, Scope
 from scheduler.solver.cpsat.solve import SolveStatus, budget_of, solve
@@ -56,7 +58,8 @@ KEEP_SET_MAX_S = 10.0
 # its steps took 9.9 s, against a share of 5.5 s.
 CLOSING_MAX_HOSTS = 5_000
 DIVE_SHARE = 0.5  # of the budget, at most, for the LP dive of a packing from scratch
-SIZES_SHARE = 0.7  # of what is left, for the model over VM sizes; the rest for the LNS
+SIZES_SHARE = 0.5  # of what is left, for the model over VM sizes
+CONTENTS_SHARE = 0.7  # of what is left, for fewer moves over host contents; the rest for the LNS
 FEWER_MOVES_S_PER_VM = 0.000_05  # undoing moves: 1.5 s at 30,000 VMs
 REPACK_MAX_VMS = 3_000  # larger clusters: packing from scratch costs seconds and moves everything
 
@@ -142,6 +145,15 @@ def decide(
             cluster, goal, start, options.solver, budget.share(SIZES_SHARE * budget.left())
         )
         placement = sized if sized is not None else start
+    if (
+        "contents" in stages
+        and budget.watches_clock()
+        and not lns.at_lower_bounds(cluster, goal, placement)
+    ):
+        _report(options, budget, "fewer moves from the LP over host contents")
+        share = budget.share(CONTENTS_SHARE * budget.left())
+        fewer = fewer_moves_target(cluster, goal, placement, options.solver, share)
+        placement = fewer if fewer is not None else placement
     if "lns" in stages:
         searching = budget.share(budget.left() - _fewer_moves_time(cluster, goal, budget))
         placement, iterations = lns.improve(cluster, goal, placement, set(free), searching, options)

@@ -151,11 +151,21 @@ def _solve(counts: _Counts, settings: SolverSettings, budget: Budget) -> np.ndar
 def _placement(
     cluster: Cluster, incumbent: Mapping[str, str | None], counts: _Counts, found: np.ndarray
 ) -> dict[str, str | None]:
-    """VMs for the counts: each host keeps its own VMs of a size up to its count, by name,
-    and takes the rest of its count from the VMs of that size that left their hosts."""
+    return placement_of_counts(incumbent, counts.hosts, counts.free, found)
+
+
+def placement_of_counts(
+    incumbent: Mapping[str, str | None],
+    hosts: list[str],
+    free: list[list[VM]],
+    found: np.ndarray,
+) -> dict[str, str | None]:
+    """VMs for the counts ``found`` (hosts x sizes, each size's VMs in ``free``): each host
+    keeps its own VMs of a size up to its count, by name, and takes the rest of its count
+    from the VMs of that size that left their hosts. VMs in no size keep ``incumbent``'s."""
     placement = dict(incumbent)
-    row = {h: i for i, h in enumerate(counts.hosts)}
-    for kind, vms in enumerate(counts.free):
+    row = {h: i for i, h in enumerate(hosts)}
+    for kind, vms in enumerate(free):
         staying: dict[str, list[str]] = defaultdict(list)
         moving: list[str] = []
         for vm in vms:
