@@ -28,9 +28,9 @@ from scheduler.model import VM, Cluster, Goal, active_hosts
 from scheduler.placement.evaluate import indicators, score
 from scheduler.solver.bounds import moves_lower_bound
 from scheduler.solver.budget import Budget
-from scheduler.solver.cpsat.by_size import placement_of_counts
+from scheduler.solver.cpsat.by_size import placement_of_counts, sizes_of
 from scheduler.solver.cpsat.solve import SolverSettings, solve_within
-from scheduler.solver.dive.by_type import MAX_TYPES, most_that_fit, types_of
+from scheduler.solver.dive.by_type import most_that_fit
 from scheduler.solver.moves_lp import (
     Classes,
     Columns,
@@ -135,15 +135,20 @@ def _choose(
     active = [pick for h, c, pick in picks if c.any() or classes.held[h]]
     model.add(sum(active) <= hosts_after - settled_active)
     model.minimize(sum(moves_of(classes, h, c) * pick for h, c, pick in picks))
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = min(WORKERS, settings.worker_count)
-    solver.parameters.random_seed = settings.seed
+    solver = _solver(settings)
     if solve_within(solver, model, budget) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     for h, content, pick in picks:
         if solver.value(pick):
             chosen[h] = content
     return chosen
+
+
+def _solver(settings: SolverSettings) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = min(WORKERS, settings.worker_count)
+    solver.parameters.random_seed = settings.seed
+    return solver
 
 
 def _trimmed(classes: Classes, chosen: np.ndarray) -> np.ndarray:
@@ -208,9 +213,7 @@ def _split(
     for t in range(len(kinds)):
         model.add(sum(holds[h, t] for h in kept) == sizes.count(t))
     model.minimize(sum(leaving))
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = min(WORKERS, settings.worker_count)
-    solver.parameters.random_seed = settings.seed
+    solver = _solver(settings)
     if solve_within(solver, model, budget) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     found = np.zeros((len(classes.hosts), len(kinds)), dtype=np.int64)
@@ -233,25 +236,17 @@ class _Sizes:
 
     @classmethod
     def of(cls, cluster: Cluster, classes: Classes) -> _Sizes | None:
-        resources = cluster.resources
         vms = sorted(
             (cluster.vm_by_name[name] for names in classes.members for name in names),
             key=lambda v: v.name,
         )
-        demand = np.array([[vm.demand.get(r, 0) for r in resources] for vm in vms], dtype=np.int64)
-        kinds, _, kind_of = types_of(demand.reshape(len(vms), len(resources)))
-        if len(kinds) > MAX_TYPES:
+        sized = sizes_of(cluster, vms, classes.hosts)
+        if sized is None:
             return None
-        column = list(resources).index(classes.resource)
+        kinds, _, free, owned = sized
+        column = list(cluster.resources).index(classes.resource)
         weight = {int(w): k for k, w in enumerate(classes.weights.tolist())}
         class_of = np.array([weight[int(kind[column]) // classes.unit] for kind in kinds])
-        free: list[list[VM]] = [[] for _ in kinds]
-        row = {h: i for i, h in enumerate(classes.hosts)}
-        owned = np.zeros((len(classes.hosts), len(kinds)), dtype=np.int64)
-        for vm, kind in zip(vms, kind_of, strict=True):
-            free[kind].append(vm)
-            if vm.host in row:
-                owned[row[vm.host], kind] += 1
         return cls(kinds, class_of, free, owned)
 
 

@@ -27,7 +27,7 @@ from functools import reduce
 import numpy as np
 from ortools.linear_solver import pywraplp
 
-from scheduler.model import VM, Cluster, HostState
+from scheduler.model import VM, Cluster, HostState, active_hosts
 from scheduler.solver.budget import Budget
 
 MAX_CLASSES = 64  # distinct demands of the resource; beyond, pricing grows slow
@@ -62,7 +62,6 @@ class Columns:
     favourites: list[np.ndarray] = field(default_factory=list)  # per host, the LP's choice
     settled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # chosen whole
     bound: float = -math.inf
-    lp_value: float = math.inf
     rounds: int = 0
     seen: set[tuple[int, bytes]] = field(default_factory=set)
 
@@ -188,7 +187,6 @@ def generate(classes: Classes, hosts_after: int, start: np.ndarray, budget: Budg
                 master.add(h, content)
                 added += 1
         columns.bound = max(columns.bound, bound)
-        columns.lp_value = value
         if added == 0 or math.ceil(columns.bound - 1e-6) >= math.ceil(value - 1e-6):
             break
     return columns
@@ -202,7 +200,7 @@ def moves_lp_bound(
     classes = classes_of(cluster, placement)
     if classes is None:
         return None
-    hosts_after = len({h for h in placement.values() if h is not None})
+    hosts_after = len(active_hosts(placement))
     columns = generate(classes, hosts_after, contents_of(classes, placement), budget)
     return max(0, math.ceil(columns.bound - 1e-6)) if columns.rounds else None
 

@@ -145,11 +145,7 @@ def decide(
             cluster, goal, start, options.solver, budget.share(SIZES_SHARE * budget.left())
         )
         placement = sized if sized is not None else start
-    if (
-        "contents" in stages
-        and budget.watches_clock()
-        and not lns.at_lower_bounds(cluster, goal, placement)
-    ):
+    if "contents" in stages and budget.watches_clock():  # it skips moves at their bound itself
         _report(options, budget, "fewer moves from the LP over host contents")
         share = budget.share(CONTENTS_SHARE * budget.left())
         fewer = fewer_moves_target(cluster, goal, placement, options.solver, share)

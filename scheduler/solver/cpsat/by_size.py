@@ -93,19 +93,37 @@ def _counts(cluster: Cluster, incumbent: Mapping[str, str | None]) -> _Counts | 
             movable.append(vm)
     if not movable or (room < 0).any():
         return None
-    sizes = np.array([[vm.demand.get(r, 0) for r in resources] for vm in movable], dtype=np.int64)
-    kinds, _, kind_of = types_of(sizes.reshape(len(movable), len(resources)))
-    if len(kinds) > MAX_TYPES or len(kinds) * len(hosts) > MAX_INTEGERS:
+    sized = sizes_of(cluster, movable, hosts)
+    if sized is None:
         return None
-    free: list[list[VM]] = [[] for _ in kinds]
-    now = np.zeros((len(hosts), len(kinds)), dtype=np.int64)
+    kinds, kind_of, free, now = sized
+    if len(kinds) * len(hosts) > MAX_INTEGERS:
+        return None
     chosen = np.zeros_like(now)
     for vm, kind in zip(movable, kind_of, strict=True):
+        chosen[row[str(incumbent[vm.name])], kind] += 1
+    return _Counts(hosts, kinds, free, now, chosen, room, held)
+
+
+def sizes_of(
+    cluster: Cluster, vms: list[VM], hosts: list[str]
+) -> tuple[np.ndarray, np.ndarray, list[list[VM]], np.ndarray] | None:
+    """The distinct sizes (over every resource) of ``vms``: the sizes, each VM's size, each
+    size's VMs in the order given, and per host of ``hosts`` how many of each size it runs
+    now; None beyond ``MAX_TYPES`` sizes."""
+    resources = cluster.resources
+    demand = np.array([[vm.demand.get(r, 0) for r in resources] for vm in vms], dtype=np.int64)
+    kinds, _, kind_of = types_of(demand.reshape(len(vms), len(resources)))
+    if len(kinds) > MAX_TYPES:
+        return None
+    free: list[list[VM]] = [[] for _ in kinds]
+    row = {h: i for i, h in enumerate(hosts)}
+    now = np.zeros((len(hosts), len(kinds)), dtype=np.int64)
+    for vm, kind in zip(vms, kind_of, strict=True):
         free[kind].append(vm)
         if vm.host in row:
             now[row[vm.host], kind] += 1
-        chosen[row[str(incumbent[vm.name])], kind] += 1
-    return _Counts(hosts, kinds, free, now, chosen, room, held)
+    return kinds, kind_of, free, now
 
 
 def _solve(counts: _Counts, settings: SolverSettings, budget: Budget) -> np.ndarray | None:
